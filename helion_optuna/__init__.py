@@ -1,0 +1,30 @@
+"""helion_optuna: GPU-kernel autotuning for Triton and Helion kernels on Optuna."""
+
+from helion_optuna.config import Config, InvalidConfig
+from helion_optuna.fragments import (
+    Boolean,
+    Choice,
+    Enum,
+    Fragment,
+    Integer,
+    ListOf,
+    Permutation,
+    PowerOfTwo,
+)
+from helion_optuna.space import ConfigSpace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Boolean",
+    "Choice",
+    "Config",
+    "ConfigSpace",
+    "Enum",
+    "Fragment",
+    "Integer",
+    "InvalidConfig",
+    "ListOf",
+    "Permutation",
+    "PowerOfTwo",
+]

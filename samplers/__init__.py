@@ -1,0 +1,1 @@
+"""Optuna samplers of helion_optuna, one folder each (OptunaHub package layout)."""
