@@ -1,0 +1,3 @@
+from .sampler import DifferentialEvolutionSampler
+
+__all__ = ["DifferentialEvolutionSampler"]

@@ -1,0 +1,226 @@
+import contextlib
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from samplers import DifferentialEvolutionSampler
+from samplers.differential_evolution.sampler import GENERATION, TARGET
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ROOT = Path(__file__).resolve().parents[1]
+
+SPACE = {
+    "stepped": IntDistribution(3, 30, step=3),
+    "log_int": IntDistribution(1, 1024, log=True),
+    "grid": FloatDistribution(0.0, 1.0, step=0.25),
+    "log_float": FloatDistribution(1e-4, 1.0, log=True),
+    "plain": FloatDistribution(-2.0, 2.0),
+    "kind": CategoricalDistribution(["a", "b", "c"]),
+}
+
+
+def sphere(params) -> float:
+    return ((params["stepped"] - 21) ** 2 + math.log2(params["log_int"] / 64) ** 2
+            + (params["grid"] - 0.5) ** 2 + math.log10(params["log_float"] / 1e-2) ** 2
+            + params["plain"] ** 2 + (params["kind"] != "b"))
+
+
+def run(sampler, n, objective=sphere, study=None):
+    study = study or optuna.create_study(sampler=sampler)
+    for _ in range(n):
+        trial = study.ask(SPACE)
+        study.tell(trial, objective(trial.params))
+    return study
+
+
+def test_values_land_on_the_grid_and_are_evolved_not_sampled_independently(monkeypatch):
+    sampler = DifferentialEvolutionSampler(population_size=8, seed=1)
+    independent = []
+    original = sampler._random_sampler.sample_independent
+    monkeypatch.setattr(sampler._random_sampler, "sample_independent",
+                        lambda s, t, n, d: independent.append(t.number) or original(s, t, n, d))
+    study = run(sampler, 120)
+    for t in study.trials:
+        p = t.params
+        assert p["stepped"] % 3 == 0 and 3 <= p["stepped"] <= 30
+        assert isinstance(p["log_int"], int) and 1 <= p["log_int"] <= 1024
+        assert p["grid"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+        assert 1e-4 <= p["log_float"] <= 1.0 and -2 <= p["plain"] <= 2
+    assert max(independent) < 10  # only the random seeds of the first generation
+    assert study.best_value < sorted(sphere(t.params) for t in study.trials[:10])[0] / 4
+
+
+def test_generation_and_target_recorded_round_robin():
+    study = run(DifferentialEvolutionSampler(population_size=5, seed=0), 23)
+    roles = [(t.system_attrs[GENERATION], t.system_attrs[TARGET]) for t in study.trials]
+    assert roles == [divmod(i, 5) for i in range(23)]
+
+
+def test_population_holds_the_best_challenger_of_each_slot():
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    study = run(sampler, 60)
+    population = sampler.population(study)
+    for slot, number in enumerate(population):
+        contenders = [t for t in study.trials if t.system_attrs[TARGET] == slot]
+        assert number == min(contenders, key=lambda t: t.value).number
+
+
+def test_reproducible_with_a_seed():
+    def params(seed):
+        return [t.params for t in run(DifferentialEvolutionSampler(6, seed=seed), 40).trials]
+    assert params(3) == params(3)
+    assert params(3) != params(4)
+
+
+def test_fail_and_pruned_trials_lose_and_never_stall():
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    for _i in range(80):
+        trial = study.ask(SPACE)
+        if trial.params["kind"] == "c":
+            study.tell(trial, state=TrialState.FAIL)
+        elif trial.params["stepped"] > 24:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, sphere(trial.params))
+    assert max(t.system_attrs[GENERATION] for t in study.trials) == 79 // 6
+    members = [study.trials[n] for n in sampler.population(study)]
+    for m in members:
+        slot = [t for t in study.trials if t.system_attrs[TARGET] == m.system_attrs[TARGET]]
+        if any(t.state == TrialState.COMPLETE for t in slot):
+            assert m.state == TrialState.COMPLETE
+    late = study.trials[40:]
+    assert sum(t.state != TrialState.COMPLETE for t in late) < len(late) / 2
+
+
+def test_infeasible_trials_lose_to_feasible_ones():
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(60):
+        trial = study.ask(SPACE)
+        # the unconstrained optimum (kind == "b") is infeasible
+        trial.set_constraint("kind", 1.0 if trial.params["kind"] == "b" else 0.0)
+        study.tell(trial, sphere(trial.params))
+    members = [study.trials[n] for n in sampler.population(study)]
+    assert all(m.params["kind"] != "b" for m in members)
+
+
+def test_maximize():
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    run(sampler, 80, objective=lambda p: -sphere(p), study=study)
+    assert study.best_value > max(t.value for t in study.trials[:10]) / 4
+
+
+def test_keeps_proposing_after_max_generations():
+    sampler = DifferentialEvolutionSampler(population_size=4, max_generations=2, seed=0)
+    study = run(sampler, 11)
+    assert not sampler.finished(study)
+    run(sampler, 30, study=study)
+    assert sampler.finished(study) and len(study.trials) == 41
+
+
+def test_enqueued_configs_join_the_population():
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    best = {"stepped": 21, "log_int": 64, "grid": 0.5, "log_float": 1e-2, "plain": 0.0,
+            "kind": "b"}
+    study.enqueue_trial(best)
+    run(sampler, 30, study=study)
+    assert study.trials[0].params == best
+    assert 0 in sampler.population(study)
+
+
+def test_rejects_bad_arguments_and_multi_objective():
+    with pytest.raises(ValueError, match="population_size"):
+        DifferentialEvolutionSampler(population_size=3)
+    with pytest.raises(ValueError, match="crossover_rate"):
+        DifferentialEvolutionSampler(crossover_rate=1.5)
+    study = optuna.create_study(directions=["minimize", "minimize"],
+                                sampler=DifferentialEvolutionSampler())
+    with pytest.raises(ValueError, match="single-objective"):
+        study.ask(SPACE)
+
+
+def test_loads_as_an_optunahub_package():
+    optunahub = pytest.importorskip("optunahub")
+    module = optunahub.load_local_module(package="differential_evolution",
+                                         registry_root=str(ROOT / "samplers"))
+    assert issubclass(module.DifferentialEvolutionSampler, optuna.samplers.BaseSampler)
+
+
+WORKER = textwrap.dedent("""
+    import sys, optuna
+    from optuna.distributions import IntDistribution
+    from samplers import DifferentialEvolutionSampler
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url, n = sys.argv[1], int(sys.argv[2])
+    space = {f"x{i}": IntDistribution(0, 15) for i in range(4)}
+    study = optuna.load_study(study_name="de", storage=url,
+                              sampler=DifferentialEvolutionSampler(population_size=6))
+    for _ in range(n):
+        t = study.ask(space)
+        study.tell(t, sum((v - 9) ** 2 for v in t.params.values()))
+""")
+
+
+def workers(url, counts):
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(n)], cwd=ROOT)
+             for n in counts]
+    assert [p.wait(timeout=300) for p in procs] == [0] * len(procs)
+
+
+def check_consistent(study, n):
+    trials = study.trials
+    assert len(trials) == n and all(t.state == TrialState.COMPLETE for t in trials)
+    sampler = DifferentialEvolutionSampler(population_size=6)
+    population = sampler.population(study)
+    assert None not in population
+    for slot, number in enumerate(population):
+        contenders = [t for t in trials if t.system_attrs[TARGET] == slot]
+        assert trials[number].value == min(t.value for t in contenders)
+    # racing processes may give one role twice, never skip ahead
+    generations = sorted(t.system_attrs[GENERATION] for t in trials)
+    assert generations[-1] <= n // 6 and generations[-1] >= (n // 6) // 2
+
+
+def test_resumed_in_a_new_process_continues_the_generations(tmp_path):
+    url = f"sqlite:///{tmp_path / 'de.db'}"
+    optuna.create_study(study_name="de", storage=url)
+    workers(url, [20])
+    workers(url, [20])
+    study = optuna.load_study(study_name="de", storage=url)
+    roles = [(t.system_attrs[GENERATION], t.system_attrs[TARGET]) for t in study.trials]
+    assert roles == [divmod(i, 6) for i in range(40)]
+    # and after copy_study (new trial ids, same numbers) the evolution is the same
+    optuna.copy_study(from_study_name="de", from_storage=url,
+                      to_storage=f"sqlite:///{tmp_path / 'copy.db'}")
+    copy = optuna.load_study(study_name="de", storage=f"sqlite:///{tmp_path / 'copy.db'}")
+    sampler = DifferentialEvolutionSampler(population_size=6)
+    assert sampler.population(copy) == sampler.population(study)
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"])
+def test_two_processes_evolve_one_population(url, tmp_path):
+    if url == "sqlite":
+        url = f"sqlite:///{tmp_path / 'de.db'}"
+    else:
+        pytest.importorskip("psycopg2")
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name="de", storage=url)
+    optuna.create_study(study_name="de", storage=url)
+    workers(url, [30, 30])
+    check_consistent(optuna.load_study(study_name="de", storage=url), 60)
+    if url.startswith("postgresql"):
+        optuna.delete_study(study_name="de", storage=url)
