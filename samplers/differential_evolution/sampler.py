@@ -9,26 +9,28 @@ finish, so processes that share a storage evolve one population together, and a 
 resumed elsewhere (even after ``optuna.copy_study``, which keeps trial numbers and system
 attributes) continues the same evolution. FAIL and PRUNED trials lose to every completed one,
 and infeasible trials (``trial.set_constraint``) to every feasible one.
+
+Two measured additions to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): the
+first generation is bred from a few random trials instead of being all random, and each trial
+breeds several challengers and tries the one that a TPE-style density ratio (best trials
+against the rest) favours.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from .encoding import Encoding
 
 TARGET = "differential_evolution:target"
 GENERATION = "differential_evolution:generation"
@@ -37,8 +39,10 @@ GENERATION = "differential_evolution:generation"
 _RANDOM_SEEDS = 10
 # Fraction of the population from which the "pbest" of current-to-pbest/1 is drawn.
 _PBEST = 0.2
-# Attempts at a new (not yet evaluated) challenger before accepting a repeat.
-_ATTEMPTS = 20
+# Challengers bred per trial; the density ratio picks the one to try.
+_CANDIDATES = 8
+# Attempts at challengers not yet evaluated before accepting a repeat.
+_ATTEMPTS = 5
 
 
 class DifferentialEvolutionSampler(BaseSampler):
@@ -50,8 +54,8 @@ class DifferentialEvolutionSampler(BaseSampler):
             the sampler keeps evolving if asked for more trials.
         crossover_rate: Probability that a parameter comes from the mutant, not the target.
         immediate_update: Replace a member as soon as its challenger is better (steady
-            state); ``False`` replaces members at the end of each generation. ``None``
-            chooses steady state.
+            state); ``False`` replaces members only at the end of each generation. ``None``
+            chooses steady state, which measured better (benchmarks/RESULTS.md).
         seed: Seed for the random numbers (reproducible in a single process).
     """
 
@@ -73,15 +77,17 @@ class DifferentialEvolutionSampler(BaseSampler):
         self.max_generations = max_generations
         self.crossover_rate = crossover_rate
         self.immediate_update = True if immediate_update is None else immediate_update
-        self._rng = random.Random(seed)
+        self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace(include_pruned=True)
+        # Derived from storage, never the truth: finished trials do not change, so their rank
+        # and encoding are memoized, per study.
         self._memo_owner: tuple[int, int] | None = None
-        self._memo: dict[int, tuple[tuple[int, float], dict[tuple, tuple]]] = {}
+        self._memo: dict[int, tuple[tuple[int, float], dict[tuple[str, ...], Any]]] = {}
         self._sign = 1.0
 
     def reseed_rng(self) -> None:
-        self._rng.seed()
+        self._rng = np.random.default_rng()
         self._random_sampler.reseed_rng()
 
     def infer_relative_search_space(
@@ -113,44 +119,62 @@ class DifferentialEvolutionSampler(BaseSampler):
             return {}  # random, through sample_independent
 
         trials = study._get_trials(deepcopy=False, use_cache=True)
-        finished = self._finished(study, [t for t in trials if TARGET in t.system_attrs])
-        visible = [t for t in finished if self.immediate_update
-                   or t.system_attrs[GENERATION] < generation]
+        encoding = Encoding(search_space)
+        finished = [t for t in self._finished(study, trials) if self._coords(t, encoding)
+                    is not None]
+        visible = [t for t in finished if TARGET in t.system_attrs and (
+            self.immediate_update or t.system_attrs[GENERATION] < generation)]
         slots = self._slots(visible)
-        members = sorted((m for m in slots if m is not None
-                          and all(n in m.params for n in search_space)), key=self._rank)
+        members = sorted((m for m in slots if m is not None), key=self._rank)
         if len(members) < 4:
             return {}
-        x = slots[target] if slots[target] in members else self._rng.choice(members)
-        seen = {self._key(t, search_space) for t in finished}
-        for _ in range(_ATTEMPTS):
-            params = self._challenger(x, members, search_space)
-            if tuple(params[n] for n in search_space) not in seen:
-                break
-        return params
+        x = slots[target] if slots[target] is not None else members[
+            self._rng.integers(len(members))]
 
-    def _challenger(
-        self, x: FrozenTrial, members: list[FrozenTrial], space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        """current-to-pbest/1 mutation, binomial crossover with the target ``x``."""
-        rng = self._rng
-        best = rng.choice(members[: max(1, round(_PBEST * len(members)))])
-        a, b = rng.sample([m for m in members if m is not x], 2)
-        f = rng.uniform(0.5, 1.0)
-        forced = rng.choice(list(space))
-        params = {}
-        for name, dist in space.items():
-            if name != forced and rng.random() >= self.crossover_rate:
-                params[name] = x.params[name]
-            elif isinstance(dist, CategoricalDistribution):
-                params[name] = _mutate_categorical(
-                    rng, f, *(m.params[name] for m in (x, best, a, b))
-                )
-            else:
-                coords = [_to_coord(m.params[name], dist) for m in (x, best, a, b)]
-                cx, cbest, ca, cb = coords
-                params[name] = _from_coord(rng, cx + f * (cbest - cx) + f * (ca - cb), dist)
-        return params
+        seen = {self._key(t, encoding) for t in finished}
+        candidates: list[dict[str, Any]] = []
+        for _ in range(_ATTEMPTS):
+            for params in self._challengers(x, members, encoding):
+                if encoding.key(params) not in seen:
+                    seen.add(encoding.key(params))
+                    candidates.append(params)
+            if len(candidates) >= _CANDIDATES:
+                break
+        if not candidates:
+            return params  # everything nearby was tried: repeat one
+        ranked = sorted(finished, key=self._rank)
+        scores = _density_ratio(
+            np.array([self._coords(t, encoding) for t in ranked]),
+            sum(1 for t in ranked if self._rank(t)[0] == 0),
+            np.array([encoding.encode(c) for c in candidates]),
+            encoding,
+        )
+        return candidates[int(np.argmax(scores))]
+
+    def _challengers(
+        self, x: FrozenTrial, members: list[FrozenTrial], encoding: Encoding
+    ) -> list[dict[str, Any]]:
+        """current-to-pbest/1 mutants of ``x``, binomially crossed over with ``x``."""
+        rng, n, d = self._rng, _CANDIDATES, len(encoding.names)
+        others = [m for m in members if m is not x]
+        pop = np.array([self._coords(m, encoding) for m in others])
+        cx = self._coords(x, encoding)
+        best = pop[rng.integers(max(1, round(_PBEST * len(others))), size=n)]
+        pairs = np.array([rng.choice(len(others), 2, replace=False) for _ in range(n)])
+        a, b = pop[pairs[:, 0]], pop[pairs[:, 1]]
+        f = rng.uniform(0.5, 1.0, size=(n, 1))
+        mutant = cx + f * (best - cx) + f * (a - b)
+        # Categoricals have no differences: take pbest's value, or a's or b's where they
+        # differ (the way Helion's DE picks from the parents).
+        cat = encoding.categorical
+        take_best = (best != cx) & (rng.random((n, d)) < f)
+        take_ab = ~take_best & (a != b)
+        from_ab = np.where(rng.random((n, d)) < 0.5, a, b)
+        mutant[:, cat] = np.where(take_best, best, np.where(take_ab, from_ab, cx))[:, cat]
+        cross = rng.random((n, d)) < self.crossover_rate
+        cross[np.arange(n), rng.integers(d, size=n)] = True
+        children = np.where(cross, mutant, cx)
+        return [encoding.decode(child, rng) for child in children]
 
     def sample_independent(
         self,
@@ -165,8 +189,9 @@ class DifferentialEvolutionSampler(BaseSampler):
 
     def population(self, study: optuna.Study) -> list[int | None]:
         """Trial numbers of the current members, slot by slot (None: slot not filled yet)."""
-        ours = [t for t in study.get_trials(deepcopy=False) if TARGET in t.system_attrs]
-        return [m and m.number for m in self._slots(self._finished(study, ours))]
+        finished = self._finished(study, study.get_trials(deepcopy=False))
+        return [m and m.number for m in self._slots(
+            [t for t in finished if TARGET in t.system_attrs])]
 
     def finished(self, study: optuna.Study) -> bool:
         """True once ``max_generations`` generations after the first have been started."""
@@ -174,7 +199,6 @@ class DifferentialEvolutionSampler(BaseSampler):
         return started >= self.population_size * (self.max_generations + 1)
 
     def _finished(self, study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        """The finished trials, with their rank memoized: a finished trial never changes."""
         owner = (id(study._storage), study._study_id)
         if self._memo_owner != owner:
             self._memo_owner, self._memo = owner, {}
@@ -188,12 +212,20 @@ class DifferentialEvolutionSampler(BaseSampler):
     def _rank(self, trial: FrozenTrial) -> tuple[int, float]:
         return self._memo[trial.number][0]
 
-    def _key(self, trial: FrozenTrial, space: dict[str, BaseDistribution]) -> tuple:
-        keys = self._memo[trial.number][1]
-        names = tuple(space)
-        if names not in keys:
-            keys[names] = tuple(trial.params.get(n) for n in names)
-        return keys[names]
+    def _encoded(self, trial: FrozenTrial, encoding: Encoding) -> tuple[tuple, np.ndarray] | None:
+        by_space = self._memo[trial.number][1]
+        if encoding.names not in by_space:
+            ok = all(n in trial.params for n in encoding.names)
+            by_space[encoding.names] = (
+                (encoding.key(trial.params), encoding.encode(trial.params)) if ok else None)
+        return by_space[encoding.names]
+
+    def _key(self, trial: FrozenTrial, encoding: Encoding) -> tuple:
+        return self._encoded(trial, encoding)[0]
+
+    def _coords(self, trial: FrozenTrial, encoding: Encoding) -> np.ndarray | None:
+        encoded = self._encoded(trial, encoding)
+        return None if encoded is None else encoded[1]
 
     def _slots(self, finished: Sequence[FrozenTrial]) -> list[FrozenTrial | None]:
         """The member of each slot: the best finished trial that targeted it."""
@@ -209,49 +241,26 @@ def _rank(trial: FrozenTrial, sign: float) -> tuple[int, float]:
     """Sort key, best first: feasible, then infeasible by violation, then FAIL/PRUNED."""
     if trial.state != TrialState.COMPLETE or trial.value is None or math.isnan(trial.value):
         return (2, 0.0)
-    violation = sum(max(0.0, c) for c in _constraints(trial))
+    attrs = trial.system_attrs
+    constraints = list(attrs.get("constraints") or [])  # Optuna < 5: one list
+    constraints += [v for k, v in attrs.items() if k.startswith("constraints:")]
+    violation = sum(max(0.0, c) for c in constraints)
     if violation > 0:
         return (1, violation)
     return (0, sign * trial.value)
 
 
-def _constraints(trial: FrozenTrial) -> list[float]:
-    attrs = trial.system_attrs
-    values = list(attrs.get("constraints") or [])  # Optuna < 5: one list
-    values += [v for k, v in attrs.items() if k.startswith("constraints:")]
-    return values
-
-
-def _mutate_categorical(rng: random.Random, f: float, x: Any, best: Any, a: Any, b: Any) -> Any:
-    """Categoricals have no differences: move to pbest's value, or to a or b where they differ
-    (the way Helion's DE picks from the parents)."""
-    if best != x and rng.random() < f:
-        return best
-    if a != b:
-        return rng.choice([v for v in (a, b) if v != x] or [x])
-    return x
-
-
-def _to_coord(value: Any, dist: BaseDistribution) -> float:
-    """Ordered parameters become coordinates: grid index, or log of the value."""
-    if dist.log:
-        return math.log(value)
-    step = dist.step
-    if step is None:
-        return float(value)
-    return (value - dist.low) / step
-
-
-def _from_coord(rng: random.Random, coord: float, dist: IntDistribution | FloatDistribution) -> Any:
-    """Back onto the grid: stochastic rounding (so small moves still move), then clamped."""
-    if dist.log:
-        value = min(max(math.exp(coord), dist.low), dist.high)
-        if isinstance(dist, IntDistribution):
-            return min(max(math.floor(value + rng.random()), dist.low), dist.high)
-        return value
-    if dist.step is None:
-        return min(max(coord, dist.low), dist.high)
-    n = round((dist.high - dist.low) / dist.step)
-    index = min(max(math.floor(coord + rng.random()), 0), n)
-    value = dist.low + index * dist.step
-    return int(value) if isinstance(dist, IntDistribution) else value
+def _density_ratio(
+    ranked: np.ndarray, n_feasible: int, candidates: np.ndarray, encoding: Encoding
+) -> np.ndarray:
+    """log l(x) - log g(x) for each candidate, as TPE scores a point: l and g are Parzen
+    estimates with one independent kernel per parameter, over the best feasible trials (the
+    first rows of ``ranked``) and over all the others."""
+    n_good = min(max(1, math.ceil(0.1 * n_feasible)), 25)
+    diff = candidates[:, None, :] - ranked[None, :, :]
+    kernel = np.exp(-0.5 * (diff / encoding.bandwidth) ** 2)
+    cat = encoding.categorical
+    kernel[:, :, cat] = diff[:, :, cat] == 0
+    good = (kernel[:, :n_good].sum(1) + encoding.prior) / (n_good + 1)
+    bad = (kernel[:, n_good:].sum(1) + encoding.prior) / (len(ranked) - n_good + 1)
+    return (np.log(good) - np.log(bad)).sum(1)
