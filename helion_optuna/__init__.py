@@ -11,7 +11,9 @@ from helion_optuna.fragments import (
     Permutation,
     PowerOfTwo,
 )
+from helion_optuna.objective import KernelObjective
 from helion_optuna.space import ConfigSpace
+from helion_optuna.tuner import TuneResult, tune
 
 __version__ = "0.1.0"
 
@@ -24,7 +26,10 @@ __all__ = [
     "Fragment",
     "Integer",
     "InvalidConfig",
+    "KernelObjective",
     "ListOf",
     "Permutation",
     "PowerOfTwo",
+    "TuneResult",
+    "tune",
 ]

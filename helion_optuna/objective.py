@@ -1,0 +1,300 @@
+"""KernelObjective: compile, check and time a kernel for one Config, in worker processes.
+
+Configs compile in parallel in a pool of compile workers (Triton's ``warmup``: compile only,
+into Triton's on-disk cache), then run one after another in a single timing worker that loads
+them from that cache, checks the output against the reference and times it. A failure of any
+kind ends that config's trial as FAIL, with its reason in the user attribute ``failure``:
+compile_error, compile_timeout, run_timeout, crash, wrong_result or out_of_resources.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from helion_optuna import pickling
+from helion_optuna.config import Config
+from helion_optuna.space import ConfigSpace
+from helion_optuna.worker import Pool, Worker, WorkerLost
+
+FAILURES = ("compile_error", "compile_timeout", "run_timeout", "crash", "wrong_result",
+            "out_of_resources")
+
+
+def interpreting() -> bool:
+    """True when kernels run through the Triton interpreter (no GPU): times mean nothing."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _interpret_without_gpu() -> None:
+    """Without a GPU, workers run kernels through the Triton interpreter; say so once."""
+    import torch
+
+    if not interpreting() and not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"  # inherited by the workers
+        warnings.warn("no GPU: kernels run through the Triton interpreter; results are "
+                      "checked, but times mean nothing", stacklevel=3)
+
+
+@dataclass
+class Result:
+    """What evaluating one Config gave: a time, or a failure and its message."""
+
+    ms: float = math.nan
+    samples: dict[str, float] = field(default_factory=dict)
+    compile_s: float = 0.0
+    failure: str | None = None
+    message: str = ""
+    source: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def record(self, trial: optuna.trial.BaseTrial) -> None:
+        trial.set_user_attr("compile_s", round(self.compile_s, 3))
+        if self.source:
+            trial.set_user_attr("kernel_source", self.source)
+        if self.ok:
+            trial.set_user_attr("bench_ms", self.samples)
+        else:
+            trial.set_user_attr("failure", self.failure)
+            trial.set_user_attr("failure_message", self.message[-2000:])
+
+
+class KernelObjective:
+    """An Optuna objective: the median time in ms of ``launch(config, *args)``.
+
+    ``launch(config, *args)`` runs the kernel for one Config and returns its output (a tensor
+    or a tuple of tensors). ``reference(*args)`` gives the expected output; without it, the
+    output of the space's default config is the reference. ``rtol``/``atol`` default to
+    ``torch.testing.assert_close``'s for the output dtype. ``timeout_s`` bounds one compile
+    and one run. Use it in any study: ``study.optimize(KernelObjective(...), n_trials=50)``.
+    """
+
+    def __init__(
+        self,
+        launch: Callable[..., Any],
+        args: Sequence[Any],
+        *,
+        reference: Callable[..., Any] | None = None,
+        space: ConfigSpace,
+        rtol: float | None = None,
+        atol: float | None = None,
+        timeout_s: float = 60.0,
+        compile_workers: int | None = None,
+    ) -> None:
+        if (rtol is None) != (atol is None):
+            raise ValueError("rtol and atol go together: give both or neither")
+        self.space = space
+        self.timeout_s = timeout_s
+        task = _Task(launch, tuple(args), reference, space.default_config(), rtol, atol)
+        self._task = pickling.dumps(task)
+        #: Configs per batch: one per compile worker.
+        self.batch_size = compile_workers or os.cpu_count() or 1
+        _interpret_without_gpu()
+        self._compilers: Pool | None = None
+        self._timer: Worker | None = None
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        config = self.space.suggest(trial)
+        (result,) = self.evaluate([config])
+        result.record(trial)
+        return result.ms  # NaN for a failure: Optuna ends the trial as FAIL
+
+    def evaluate(self, configs: Sequence[Config], rep_ms: float = 40.0) -> list[Result]:
+        """Compile ``configs`` in parallel, then check and time them one after another."""
+        if self._compilers is None:
+            self._compilers = Pool(self._task, "compile", self.batch_size)
+            self._timer = Worker(self._task, "time")
+        compiled = self._compilers.map(self._compile, configs)
+        return [r if not r.ok else self._time(c, r, rep_ms) for c, r in zip(configs, compiled,
+                                                                               strict=True)]
+
+    def retime(self, configs: Sequence[Config], rep_ms: float = 100.0) -> list[Result]:
+        """Time already checked configs again (no compile, no check)."""
+        return [self._call(self._timer, ("time", c, rep_ms), "run_timeout") for c in configs]
+
+    def _compile(self, worker: Worker, config: Config) -> Result:
+        return self._call(worker, ("compile", config), "compile_timeout")
+
+    def _time(self, config: Config, compiled: Result, rep_ms: float) -> Result:
+        result = self._call(self._timer, ("check_and_time", config, rep_ms), "run_timeout")
+        result.compile_s, result.source = compiled.compile_s, compiled.source
+        return result
+
+    def _call(self, worker: Worker, job: tuple, timeout_kind: str) -> Result:
+        try:
+            return worker.call(job, self.timeout_s)
+        except WorkerLost as e:
+            kind = timeout_kind if e.kind == "timeout" else "crash"
+            return Result(failure=kind, message=str(e))
+
+    def close(self) -> None:
+        if self._compilers is not None:
+            self._compilers.close()
+            self._timer.close()
+            self._compilers = self._timer = None
+
+    def __enter__(self) -> KernelObjective:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Task:
+    """What a worker runs; it lives in the worker process."""
+
+    launch: Callable[..., Any]
+    args: tuple
+    reference: Callable[..., Any] | None
+    default: Config
+    rtol: float | None
+    atol: float | None
+
+    def prepare(self, role: str) -> None:
+        if role == "time":
+            ref = self.reference or (lambda *a: self.launch(self.default, *a))
+            self.expected = _clone(ref(*self.args))
+            _synchronize()
+
+    def run(self, job: tuple) -> Result:
+        kind, config, *rest = job
+        if kind == "compile":
+            return self._compile(config)
+        if kind == "check_and_time":
+            result = self._check(config)
+            return result if not result.ok else self._time_it(config, *rest)
+        return self._time_it(config, *rest)
+
+    def _compile(self, config: Config) -> Result:
+        start = time.perf_counter()
+        try:
+            with _compile_only() as sources:
+                self.launch(config, *self.args)
+        except Exception as e:
+            return _failure(e, "compile_error")
+        return Result(compile_s=time.perf_counter() - start, source=", ".join(sources))
+
+    def _check(self, config: Config) -> Result:
+        import torch
+
+        try:
+            _poison(self.expected)
+            out = self.launch(config, *self.args)
+            _synchronize()
+        except Exception as e:
+            return _failure(e, "crash")
+        try:
+            torch.testing.assert_close(out, self.expected, rtol=self.rtol, atol=self.atol,
+                                       equal_nan=False)
+        except (AssertionError, TypeError, ValueError) as e:
+            return Result(failure="wrong_result", message=str(e))
+        return Result()
+
+    def _time_it(self, config: Config, rep_ms: float) -> Result:
+        try:
+            times = _bench(lambda: self.launch(config, *self.args), rep_ms)
+        except Exception as e:
+            return _failure(e, "crash")
+        times.sort()
+        summary = {"median": statistics.median(times), "min": times[0], "max": times[-1],
+                   "n": len(times)}
+        return Result(ms=summary["median"], samples={k: round(v, 6) for k, v in summary.items()})
+
+
+def _failure(e: Exception, default: str) -> Result:
+    message = "".join(traceback.format_exception_only(type(e), e)).strip()
+    if type(e).__name__ == "OutOfResources":
+        return Result(failure="out_of_resources", message=message)
+    # Triton rejected the kernel: its compiler, or the interpreter's checks in its stead.
+    if type(e).__name__ in ("CompilationError", "InterpreterError"):
+        return Result(failure="compile_error", message=message)
+    return Result(failure=default, message=message)
+
+
+class _compile_only:
+    """Make ``kernel[grid](...)`` compile without running (Triton's warmup), and collect
+    where Triton keeps what it compiled. Under the interpreter nothing compiles: errors
+    that a compiler would report surface when the config is checked."""
+
+    def __enter__(self) -> list[str]:
+        from triton.runtime.jit import JITFunction
+
+        self.cls = JITFunction
+        if interpreting():
+            from triton.runtime.interpreter import InterpretedFunction
+
+            self.cls = InterpretedFunction
+        self.original = self.cls.run
+        sources: list[str] = []
+
+        def run(kernel: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
+            compiled = self.original(kernel, *args, grid=grid, warmup=True, **kwargs)
+            if getattr(compiled, "hash", None):
+                sources.append(_cache_dir(compiled.hash))
+            return compiled
+
+        self.cls.run = run
+        return sources
+
+    def __exit__(self, *exc: object) -> None:
+        self.cls.run = self.original
+
+
+def _cache_dir(kernel_hash: str) -> str:
+    from triton.runtime.cache import get_cache_manager
+
+    return get_cache_manager(kernel_hash).cache_dir
+
+
+def _bench(fn: Callable[[], Any], rep_ms: float) -> list[float]:
+    if interpreting():
+        fn()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+    from triton.testing import do_bench
+
+    return list(do_bench(fn, warmup=max(5, rep_ms / 4), rep=rep_ms, return_mode="all"))
+
+
+def _synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available() and not interpreting():
+        torch.cuda.synchronize()
+
+
+def _clone(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, tuple | list):
+        return type(out)(_clone(o) for o in out)
+    return out
+
+
+def _poison(expected: Any) -> None:
+    """Fill freed memory of the output's size with NaN, so that an output tensor the kernel
+    allocates but does not write (fully) cannot pass the check by holding an earlier result."""
+    import torch
+
+    for t in expected if isinstance(expected, tuple | list) else [expected]:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            torch.full_like(t, math.nan)

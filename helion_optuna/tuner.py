@@ -1,0 +1,188 @@
+"""The tuning loop: ask a batch, compile it in parallel, time it, tell; re-time the leaders.
+
+Like Triton's autotuner, one readable loop. Each batch is as large as the compile pool, so
+compilation keeps every core busy while the GPU times configs one at a time. A config that
+the study has already evaluated (a sampler may propose it again) is told its earlier result
+and does not count against the budget. At the end the leading configs are timed again,
+interleaved over several rounds in alternating order, and the fastest median wins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from helion_optuna.config import Config
+from helion_optuna.objective import KernelObjective, Result, interpreting
+from helion_optuna.space import ConfigSpace
+
+#: Budget per effort: (evaluations, seconds). "none" evaluates only the default config.
+EFFORTS: dict[str, tuple[int, float]] = {"none": (0, 0.0), "quick": (120, 60.0),
+                                         "full": (800, 300.0)}
+#: The sampler used when none is given; chosen by benchmarks/replay.py.
+DEFAULT_SAMPLER = "de"
+SAMPLERS = ("de", "tpe", "cmaes", "gp", "random")
+LEADERS = 5
+ROUNDS = 4
+
+
+@dataclass
+class TuneResult:
+    config: Config
+    ms: float
+    study: optuna.Study
+    interpreted: bool = False
+
+    def __str__(self) -> str:
+        note = " (Triton interpreter: the time means nothing)" if self.interpreted else ""
+        return f"{self.config}: {self.ms:.4f} ms{note}"
+
+
+def make_sampler(sampler: str | optuna.samplers.BaseSampler | None,
+                 seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler from a name ("de", "tpe", "cmaes", "gp", "random") or as given."""
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    name = sampler or DEFAULT_SAMPLER
+    if name == "de":
+        from samplers import DifferentialEvolutionSampler
+
+        return DifferentialEvolutionSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(multivariate=True, seed=seed)
+    if name == "cmaes":
+        # CMA-ES models the ordered parameters; categoricals fall back to random by design.
+        return optuna.samplers.CmaEsSampler(with_margin=True, seed=seed,
+                                            warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"sampler: {name!r} is not one of {', '.join(SAMPLERS)} "
+                     "(or pass an optuna sampler)")
+
+
+def tune(
+    launch: Callable[..., Any],
+    args: Sequence[Any],
+    *,
+    space: ConfigSpace,
+    reference: Callable[..., Any] | None = None,
+    effort: str = "quick",
+    sampler: str | optuna.samplers.BaseSampler | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    timeout_s: float = 60.0,
+    seed: int | None = None,
+) -> TuneResult:
+    """Find the fastest Config of ``space`` for ``launch(config, *args)``.
+
+    ``effort`` sets the budget (EFFORTS: evaluations and seconds, whichever ends first);
+    ``n_trials`` and ``timeout`` replace it, like ``study.optimize``'s. Evaluations count
+    distinct configs: a config proposed again is told its earlier result for free.
+    """
+    if effort not in EFFORTS:
+        raise ValueError(f"effort: {effort!r} is not one of {', '.join(EFFORTS)}")
+    budget, seconds = EFFORTS[effort]
+    if n_trials is not None or timeout is not None:  # replaces the effort's budget
+        budget = math.inf if n_trials is None else n_trials
+        seconds = math.inf if timeout is None else timeout
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
+                                sampler=make_sampler(sampler, seed), load_if_exists=True)
+    with KernelObjective(launch, args, reference=reference, space=space, rtol=rtol,
+                         atol=atol, timeout_s=timeout_s) as objective:
+        default = space.default_config()
+        if effort == "none" and n_trials is None:
+            (result,) = objective.evaluate([default])
+            if not result.ok:
+                raise RuntimeError(f"the default config failed ({result.failure}): "
+                                   f"{result.message}")
+            return TuneResult(default, result.ms, study, interpreting())
+        if not study.trials:
+            study.enqueue_trial(space.encode(default))  # a known-good start
+        _search(study, objective, budget, seconds)
+        config, ms = _best_of_leaders(study, objective)
+    study.set_user_attr("best_config", json.loads(config.to_json()))
+    study.set_user_attr("best_ms", ms)
+    return TuneResult(config, ms, study, interpreting())
+
+
+def _search(study: optuna.Study, objective: KernelObjective, budget: float,
+            seconds: float) -> None:
+    space, batch = objective.space, objective.batch_size
+    known = {_key(json.loads(t.user_attrs["config"])): t for t in study.trials
+             if t.state.is_finished() and "config" in t.user_attrs}
+    evaluated = sum(1 for t in known.values() if "duplicate_of" not in t.user_attrs)
+    start = time.monotonic()
+    total = None if math.isinf(budget) else budget
+    with tqdm(total=total, initial=evaluated, desc="tuning", unit="config",
+              disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        while evaluated < budget and time.monotonic() - start < seconds:
+            trials = [study.ask() for _ in range(int(min(batch, budget - evaluated)))]
+            configs = [space.suggest(t) for t in trials]
+            fresh: dict[tuple, Config] = {}
+            for c in configs:
+                if _key(c.config) not in known:
+                    fresh.setdefault(_key(c.config), c)
+            results = dict(zip(fresh, objective.evaluate(list(fresh.values())), strict=True))
+            for trial, config in zip(trials, configs, strict=True):
+                key = _key(config.config)
+                if key in results:
+                    result = results.pop(key)
+                    result.record(trial)
+                    known[key] = study.tell(trial, result.ms if result.ok else None,
+                                            state=_state(result))
+                    evaluated += 1
+                else:  # evaluated before: same outcome, not counted
+                    earlier = known[key]
+                    trial.set_user_attr("duplicate_of", earlier.number)
+                    study.tell(trial, earlier.value, state=earlier.state)
+            bar.update(len(fresh))
+            failed = sum(1 for t in known.values() if t.state == TrialState.FAIL)
+            best = _best_value(study)
+            bar.set_postfix(best_ms=f"{best:.4f}" if best else "-", failed=failed)
+
+
+def _best_of_leaders(study: optuna.Study,
+                     objective: KernelObjective) -> tuple[Config, float]:
+    done = sorted((t for t in study.trials if t.state == TrialState.COMPLETE
+                   and "duplicate_of" not in t.user_attrs), key=lambda t: t.value)
+    if not done:
+        failures = {t.user_attrs.get("failure") for t in study.trials}
+        raise RuntimeError(f"no config ran correctly (failures: {sorted(map(str, failures))})")
+    leaders = [Config.from_json(t.user_attrs["config"]) for t in done[:LEADERS]]
+    times: list[list[float]] = [[] for _ in leaders]
+    for r in range(ROUNDS):
+        order = range(len(leaders)) if r % 2 == 0 else reversed(range(len(leaders)))
+        for i in order:
+            result: Result = objective.retime([leaders[i]])[0]
+            times[i].append(result.ms if result.ok else math.inf)
+    medians = [sorted(t)[len(t) // 2] for t in times]
+    best = min(range(len(leaders)), key=medians.__getitem__)
+    return leaders[best], medians[best]
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    values = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
+    return min(values) if values else None
+
+
+def _state(result: Result) -> TrialState:
+    return TrialState.COMPLETE if result.ok else TrialState.FAIL
+
+
+def _key(config: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v)) for k, v in config.items()))

@@ -1,0 +1,122 @@
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import failing_kernel as fk
+import optuna
+import pytest
+import torch
+from optuna.storages import InMemoryStorage
+from optuna.trial import TrialState
+
+from helion_optuna import Config, KernelObjective, tune
+
+ROOT = Path(__file__).resolve().parents[1]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+pytestmark = pytest.mark.filterwarnings("ignore:no GPU")
+
+
+def args():
+    return torch.randn(3000), torch.randn(3000)
+
+
+def test_every_failure_fails_its_trial_and_the_run_goes_on():
+    storage = InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="faults")
+    modes = [fk.OK, fk.COMPILE_ERROR, fk.HANG, fk.CRASH, fk.WRONG]
+    for mode in modes:
+        study.enqueue_trial(fk.SPACE.encode(Config(BLOCK=64, MODE=mode, num_warps=2)))
+    result = tune(fk.launch, args(), space=fk.SPACE, reference=lambda x, y: x + y,
+                  n_trials=len(modes), storage=storage, study_name="faults", timeout_s=10)
+    assert result.config["MODE"] == fk.OK and result.interpreted
+    by_mode = {Config.from_json(t.user_attrs["config"])["MODE"]: t
+               for t in result.study.trials}
+    assert by_mode[fk.OK].state == TrialState.COMPLETE
+    assert by_mode[fk.OK].user_attrs["bench_ms"]["n"] >= 1
+    failures = {m: (by_mode[m].state, by_mode[m].user_attrs.get("failure")) for m in modes[1:]}
+    assert failures == {
+        fk.COMPILE_ERROR: (TrialState.FAIL, "compile_error"),
+        fk.HANG: (TrialState.FAIL, "run_timeout"),
+        fk.CRASH: (TrialState.FAIL, "crash"),
+        fk.WRONG: (TrialState.FAIL, "wrong_result"),
+    }
+    assert "MODE 1 does not compile" in by_mode[fk.COMPILE_ERROR].user_attrs["failure_message"]
+    assert "SIGSEGV" in by_mode[fk.CRASH].user_attrs["failure_message"]
+
+
+def test_default_config_is_the_reference_and_duplicates_are_not_counted():
+    result = tune(fk.launch, args(), space=fk.SPACE, n_trials=6, sampler="random", seed=0,
+                  timeout_s=5)
+    trials = result.study.trials
+    evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(evaluated) == 6
+    assert Config.from_json(trials[0].user_attrs["config"]) == fk.SPACE.default_config()
+    for t in evaluated:
+        mode = Config.from_json(t.user_attrs["config"])["MODE"]
+        assert (t.state == TrialState.COMPLETE) == (mode == fk.OK), t.user_attrs
+    for t in trials:
+        if "duplicate_of" in t.user_attrs:
+            assert t.user_attrs["config"] == trials[t.user_attrs["duplicate_of"]].user_attrs[
+                "config"]
+    assert result.config["MODE"] == fk.OK
+    assert result.study.user_attrs["best_ms"] == result.ms
+
+
+def test_kernel_objective_in_a_users_own_study():
+    x, y = args()
+    with KernelObjective(fk.launch, (x, y), space=fk.SPACE,
+                         reference=lambda x, y: x + y) as objective:
+        study = optuna.create_study()
+        study.enqueue_trial(fk.SPACE.encode(Config(BLOCK=128, MODE=fk.OK, num_warps=1)))
+        study.enqueue_trial(fk.SPACE.encode(Config(BLOCK=128, MODE=fk.WRONG, num_warps=1)))
+        study.optimize(objective, n_trials=2)
+    ok, wrong = study.trials
+    assert ok.state == TrialState.COMPLETE and ok.value > 0
+    assert wrong.state == TrialState.FAIL and wrong.user_attrs["failure"] == "wrong_result"
+    assert math.isnan(objective(optuna.trial.FixedTrial(
+        fk.SPACE.encode(Config(BLOCK=32, MODE=fk.COMPILE_ERROR, num_warps=1)))))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="effort: 'fast' is not one of none, quick, full"):
+        tune(fk.launch, args(), space=fk.SPACE, effort="fast")
+    with pytest.raises(ValueError, match="sampler: 'bayes' is not one of de, tpe"):
+        tune(fk.launch, args(), space=fk.SPACE, sampler="bayes")
+    with pytest.raises(ValueError, match="rtol and atol go together"):
+        KernelObjective(fk.launch, args(), space=fk.SPACE, rtol=1e-3)
+
+
+SCRIPT = textwrap.dedent("""
+    # no `if __name__ == "__main__":` guard: workers must not run this again
+    import torch, triton, triton.language as tl
+    import helion_optuna as ho
+    print("SCRIPT BODY RAN")
+
+    @triton.jit
+    def scale(x, out, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(out + offs, tl.load(x + offs, mask=offs < n) * 2, mask=offs < n)
+
+    def launch(config, x):
+        out = torch.empty_like(x)
+        scale[(triton.cdiv(x.numel(), config["BLOCK"]),)](x, out, x.numel(),
+                                                           BLOCK=config["BLOCK"])
+        return out
+
+    space = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 512)})
+    result = ho.tune(launch, (torch.randn(1000),), space=space, n_trials=4,
+                     reference=lambda x: 2 * x)
+    print("BEST", result.config["BLOCK"])
+""")
+
+
+def test_a_script_without_main_guard_tunes(tmp_path):
+    script = tmp_path / "tune_me.py"
+    script.write_text(SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("SCRIPT BODY RAN") == 1
+    assert "BEST" in out.stdout
