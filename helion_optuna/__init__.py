@@ -1,6 +1,7 @@
 """helion_optuna: GPU-kernel autotuning for Triton and Helion kernels on Optuna."""
 
 from helion_optuna.config import Config, InvalidConfig
+from helion_optuna.decorator import autotune
 from helion_optuna.fragments import (
     Boolean,
     Choice,
@@ -31,5 +32,6 @@ __all__ = [
     "Permutation",
     "PowerOfTwo",
     "TuneResult",
+    "autotune",
     "tune",
 ]

@@ -77,8 +77,10 @@ class KernelObjective:
     ``launch(config, *args)`` runs the kernel for one Config and returns its output (a tensor
     or a tuple of tensors). ``reference(*args)`` gives the expected output; without it, the
     output of the space's default config is the reference. ``rtol``/``atol`` default to
-    ``torch.testing.assert_close``'s for the output dtype. ``timeout_s`` bounds one compile
-    and one run. Use it in any study: ``study.optimize(KernelObjective(...), n_trials=50)``.
+    ``torch.testing.assert_close``'s for the output dtype. Tensor arguments are restored to
+    what was given before each checked run, so kernels may write them in place. ``timeout_s``
+    bounds one compile and one run. Use it in any study:
+    ``study.optimize(KernelObjective(...), n_trials=50)``.
     """
 
     def __init__(
@@ -165,9 +167,16 @@ class _Task:
 
     def prepare(self, role: str) -> None:
         if role == "time":
+            self.pristine = _clone(self.args)
             ref = self.reference or (lambda *a: self.launch(self.default, *a))
             self.expected = _clone(ref(*self.args))
             _synchronize()
+
+    def _restore(self) -> None:
+        """Put back the arguments as the caller gave them, for kernels that write in place."""
+        for arg, saved in zip(self.args, self.pristine, strict=True):
+            if hasattr(arg, "copy_"):
+                arg.copy_(saved)
 
     def run(self, job: tuple) -> Result:
         kind, config, *rest = job
@@ -191,6 +200,7 @@ class _Task:
         import torch
 
         try:
+            self._restore()
             _poison(self.expected)
             out = self.launch(config, *self.args)
             _synchronize()

@@ -1,0 +1,133 @@
+"""``@autotune``: tune a ``@triton.jit`` kernel on its first call, as ``triton.autotune`` does.
+
+The space's names that are not Helion Config fields are the kernel's constexprs (and any
+Triton launch option such as ``maxnreg``); ``num_warps`` and ``num_stages`` are launch
+options. Kernels write their outputs in place, so the tensors among the arguments are the
+output that is checked: the objective restores them to what the caller passed before each
+checked run, and after it they must match what the default config (or ``reference``) left.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from triton.runtime.interpreter import InterpretedFunction
+
+from helion_optuna import pickling
+from helion_optuna.config import FIELDS, Config, InvalidConfig
+from helion_optuna.fragments import Integer
+from helion_optuna.space import ConfigSpace
+from helion_optuna.tuner import tune
+
+_LAUNCH_OPTIONS = ("num_warps", "num_stages")
+
+
+def autotune(
+    space: ConfigSpace | Sequence[Any],
+    key: Sequence[str] = (),
+    *,
+    effort: str = "quick",
+    sampler: Any = None,
+    storage: Any = None,
+    reference: Callable[..., Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+) -> Callable[[Any], Autotuned]:
+    """Decorate a ``@triton.jit`` kernel: ``kernel[grid](*args)`` tunes once per value of
+    ``key`` (argument names; the dtypes of tensor arguments always count), then launches
+    the best config. ``space`` is a ConfigSpace, or a list of configs (``triton.Config`` or
+    ``Config``) as ``triton.autotune`` takes. ``reference(*args)`` runs in place like the
+    kernel; without it the default config's results are the reference. ``n_trials`` and
+    ``timeout`` replace the effort's budget, as in :func:`helion_optuna.tune`.
+    """
+    def decorate(kernel: Any) -> Autotuned:
+        return Autotuned(kernel, space, tuple(key), dict(
+            effort=effort, sampler=sampler, storage=storage, rtol=rtol, atol=atol,
+            n_trials=n_trials, timeout=timeout),
+            reference)
+    return decorate
+
+
+class Autotuned:
+    def __init__(self, kernel: Any, space: ConfigSpace | Sequence[Any], key: tuple[str, ...],
+                 options: dict[str, Any], reference: Callable[..., Any] | None) -> None:
+        self.kernel = kernel
+        self.arg_names = list(kernel.arg_names)
+        unknown = [k for k in key if k not in self.arg_names]
+        if unknown:
+            raise InvalidConfig(f"key: {unknown} are not arguments of {kernel.__name__} "
+                                f"({', '.join(self.arg_names)})")
+        if isinstance(space, ConfigSpace):
+            self.space, self.configs = space, None
+        else:
+            self.configs = [_as_config(c) for c in space]
+            if not self.configs:
+                raise InvalidConfig("autotune: the list of configs is empty")
+            self.space = ConfigSpace({"config": Integer(0, len(self.configs) - 1)})
+        for name in self.space.fragments:
+            if name in FIELDS and name not in _LAUNCH_OPTIONS:
+                raise InvalidConfig(f"{name}: a Helion Config field, which a Triton kernel "
+                                    "does not take; name the kernel's constexprs instead")
+        self.key, self.options, self.reference = key, options, reference
+        self.best: dict[tuple, Config] = {}
+        self.results: dict[tuple, Any] = {}
+
+    def __getitem__(self, grid: Any) -> Callable[..., None]:
+        return functools.partial(self.run, grid=grid)
+
+    def run(self, *args: Any, grid: Any, **kwargs: Any) -> None:
+        key = self._key(args, kwargs)
+        if key not in self.best:
+            result = self._tune(args, kwargs, grid)
+            self.results[key] = result
+            self.best[key] = result.config
+            if result.interpreted and not isinstance(self.kernel, InterpretedFunction):
+                self.kernel = pickling.loads(pickling.dumps(self.kernel))  # no GPU here either
+        _launch(self.kernel, grid, kwargs, self._chosen(self.best[key]), *args)
+
+    def _key(self, args: tuple, kwargs: dict) -> tuple:
+        bound = {**dict(zip(self.arg_names, args, strict=False)), **kwargs}
+        dtypes = tuple(str(v.dtype) for v in bound.values() if hasattr(v, "dtype"))
+        return tuple(bound[k] for k in self.key) + dtypes
+
+    def _chosen(self, config: Config) -> Config:
+        return self.configs[config["config"]] if self.configs else config
+
+    def _tune(self, args: tuple, kwargs: dict, grid: Any) -> Any:
+        launch = functools.partial(_launch_checked, self.kernel, grid, kwargs, self.configs)
+        reference = self.reference and functools.partial(_reference_checked, self.reference)
+        result = tune(launch, args, space=self.space, reference=reference, **self.options)
+        return result
+
+
+def _as_config(c: Any) -> Config:
+    if isinstance(c, Config):
+        return c
+    # a triton.Config
+    return Config(**c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages)
+
+
+def _launch(kernel: Any, grid: Any, kwargs: dict, config: Config, *args: Any) -> None:
+    options = {k: v for k, v in config.items() if k not in _LAUNCH_OPTIONS}
+    kernel[grid](*args, **kwargs, **options, num_warps=config.num_warps,
+                 num_stages=config.num_stages)
+
+
+def _launch_checked(kernel: Any, grid: Any, kwargs: dict, configs: list[Config] | None,
+                    config: Config, *args: Any) -> tuple:
+    """Run one config; its output is every tensor argument (kernels write in place)."""
+    _launch(kernel, grid, kwargs, configs[config["config"]] if configs else config, *args)
+    return _tensors(args)
+
+
+def _reference_checked(reference: Callable[..., Any], *args: Any) -> tuple:
+    reference(*args)
+    return _tensors(args)
+
+
+def _tensors(args: tuple) -> tuple:
+    return tuple(a for a in args if hasattr(a, "data_ptr"))
