@@ -224,3 +224,14 @@ def test_two_processes_evolve_one_population(url, tmp_path):
     check_consistent(optuna.load_study(study_name="de", storage=url), 60)
     if url.startswith("postgresql"):
         optuna.delete_study(study_name="de", storage=url)
+
+
+def test_a_tiny_space_exhausted_keeps_proposing():
+    sampler = DifferentialEvolutionSampler(population_size=4, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    space = {"a": IntDistribution(0, 2), "b": CategoricalDistribution(["x", "y"])}
+    for _ in range(40):
+        trial = study.ask(space)
+        study.tell(trial, trial.params["a"] + (trial.params["b"] == "y"))
+    assert len({tuple(t.params.values()) for t in study.trials}) == 6
+    assert study.best_value == 0

@@ -140,8 +140,11 @@ class DifferentialEvolutionSampler(BaseSampler):
                     candidates.append(params)
             if len(candidates) >= _CANDIDATES:
                 break
-        if not candidates:
-            return params  # everything nearby was tried: repeat one
+        if not candidates:  # the population has converged: explore around its best
+            candidates = [p for p in self._neighbours(members, encoding)
+                          if encoding.key(p) not in seen]
+            if not candidates:
+                return {}  # random
         ranked = sorted(finished, key=self._rank)
         scores = _density_ratio(
             np.array([self._coords(t, encoding) for t in ranked]),
@@ -175,6 +178,19 @@ class DifferentialEvolutionSampler(BaseSampler):
         cross[np.arange(n), rng.integers(d, size=n)] = True
         children = np.where(cross, mutant, cx)
         return [encoding.decode(child, rng) for child in children]
+
+    def _neighbours(self, members: list[FrozenTrial], encoding: Encoding
+                    ) -> list[dict[str, Any]]:
+        """Good members with one or two parameters redrawn at random."""
+        rng, d = self._rng, len(encoding.names)
+        top = np.array([self._coords(m, encoding) for m in members[:_CANDIDATES]])
+        out = top[rng.integers(len(top), size=_CANDIDATES * 4)]
+        for row in out:
+            dims = rng.choice(d, size=min(d, rng.integers(1, 3)), replace=False)
+            row[dims] = rng.random(len(dims))
+            cat = dims[encoding.categorical[dims]]
+            row[cat] = np.floor(rng.random(len(cat)) * encoding.levels[cat])
+        return [encoding.decode(row, rng) for row in out]
 
     def sample_independent(
         self,
