@@ -16,6 +16,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ from helion_optuna.config import Config
 from helion_optuna.space import ConfigSpace
 from helion_optuna.worker import Pool, Worker, WorkerLost
 
+#: Milliseconds of repeated runs that time a config during the search (the final re-timing of
+#: the leaders runs longer).
+SEARCH_REP_MS = 20.0
 FAILURES = ("compile_error", "compile_timeout", "run_timeout", "crash", "wrong_result",
             "out_of_resources")
 
@@ -101,8 +105,9 @@ class KernelObjective:
         self.timeout_s = timeout_s
         task = _Task(launch, tuple(args), reference, space.default_config(), rtol, atol)
         self._task = pickling.dumps(task)
-        #: Configs per batch: one per compile worker.
+        #: Compile workers; up to ``in_flight`` configs are compiling or waiting to be timed.
         self.batch_size = compile_workers or os.cpu_count() or 1
+        self.in_flight = self.batch_size + 2
         _interpret_without_gpu()
         self._compilers: Pool | None = None
         self._timer: Worker | None = None
@@ -113,18 +118,37 @@ class KernelObjective:
         result.record(trial)
         return result.ms  # NaN for a failure: Optuna ends the trial as FAIL
 
-    def evaluate(self, configs: Sequence[Config], rep_ms: float = 40.0) -> list[Result]:
+    def evaluate(self, configs: Sequence[Config], rep_ms: float = SEARCH_REP_MS) -> list[Result]:
         """Compile ``configs`` in parallel, then check and time them one after another."""
+        return [f.result() for f in [self.submit(c, rep_ms) for c in configs]]
+
+    def submit(self, config: Config, rep_ms: float = SEARCH_REP_MS) -> Future[Result]:
+        """Start evaluating ``config``: it compiles on the next idle compile worker, then
+        waits for the timing worker. The Result comes through the future."""
         if self._compilers is None:
             self._compilers = Pool(self._task, "compile", self.batch_size)
             self._timer = Worker(self._task, "time")
-        compiled = self._compilers.map(self._compile, configs)
-        return [r if not r.ok else self._time(c, r, rep_ms) for c, r in zip(configs, compiled,
-                                                                               strict=True)]
+            self._timing = ThreadPoolExecutor(1)
+            self._timing.submit(self._timer.start)  # its start overlaps the first compiles
+        result: Future[Result] = Future()
+
+        def timed(f: Future) -> None:
+            _forward(f, result)
+
+        def compiled(f: Future) -> None:
+            if f.exception() is not None or not f.result().ok:
+                _forward(f, result)
+            else:
+                self._timing.submit(self._time, config, f.result(), rep_ms).add_done_callback(
+                    timed)
+
+        self._compilers.submit(self._compile, config).add_done_callback(compiled)
+        return result
 
     def retime(self, configs: Sequence[Config], rep_ms: float = 100.0) -> list[Result]:
         """Time already checked configs again (no compile, no check)."""
-        return [self._call(self._timer, ("time", c, rep_ms), "run_timeout") for c in configs]
+        return [self._timing.submit(self._call, self._timer, ("time", c, rep_ms),
+                                    "run_timeout").result() for c in configs]
 
     def _compile(self, worker: Worker, config: Config) -> Result:
         return self._call(worker, ("compile", config), "compile_timeout")
@@ -144,6 +168,7 @@ class KernelObjective:
     def close(self) -> None:
         if self._compilers is not None:
             self._compilers.close()
+            self._timing.shutdown(cancel_futures=True)
             self._timer.close()
             self._compilers = self._timer = None
 
@@ -222,6 +247,13 @@ class _Task:
         summary = {"median": statistics.median(times), "min": times[0], "max": times[-1],
                    "n": len(times)}
         return Result(ms=summary["median"], samples={k: round(v, 6) for k, v in summary.items()})
+
+
+def _forward(source: Future, target: Future) -> None:
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
 
 
 def _failure(e: Exception, default: str) -> Result:

@@ -13,12 +13,14 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from helion_optuna.config import Config
@@ -33,6 +35,9 @@ DEFAULT_SAMPLER = "de"
 SAMPLERS = ("de", "tpe", "cmaes", "gp", "random")
 LEADERS = 5
 ROUNDS = 4
+#: Proposals of configs already evaluated, in a row, after which the search ends: the
+#: sampler has nothing new to offer (a small space, fully explored).
+MAX_REPEATS = 1000
 
 
 @dataclass
@@ -122,38 +127,67 @@ def tune(
 
 def _search(study: optuna.Study, objective: KernelObjective, budget: float,
             seconds: float) -> None:
-    space, batch = objective.space, objective.batch_size
-    known = {_key(json.loads(t.user_attrs["config"])): t for t in study.trials
+    """Keep every compile worker busy: ask a trial whenever one is free, tell each result as
+    soon as it is timed. Configs evaluated before are told their result without a run."""
+    space = objective.space
+    known = {_key(t.user_attrs["config"]): t for t in study.trials
              if t.state.is_finished() and "config" in t.user_attrs}
     evaluated = sum(1 for t in known.values() if "duplicate_of" not in t.user_attrs)
-    start = time.monotonic()
+    running: dict[Future, tuple[optuna.Trial, str]] = {}
+    waiting: dict[str, list[optuna.Trial]] = {}  # repeats of a config being evaluated
+    deadline = time.monotonic() + seconds
     total = None if math.isinf(budget) else budget
     with tqdm(total=total, initial=evaluated, desc="tuning", unit="config",
               disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-        while evaluated < budget and time.monotonic() - start < seconds:
-            trials = [study.ask() for _ in range(int(min(batch, budget - evaluated)))]
-            configs = [space.suggest(t) for t in trials]
-            fresh: dict[tuple, Config] = {}
-            for c in configs:
-                if _key(c.config) not in known:
-                    fresh.setdefault(_key(c.config), c)
-            results = dict(zip(fresh, objective.evaluate(list(fresh.values())), strict=True))
-            for trial, config in zip(trials, configs, strict=True):
-                key = _key(config.config)
-                if key in results:
-                    result = results.pop(key)
-                    result.record(trial)
-                    known[key] = study.tell(trial, result.ms if result.ok else None,
-                                            state=_state(result))
-                    evaluated += 1
-                else:  # evaluated before: same outcome, not counted
-                    earlier = known[key]
-                    trial.set_user_attr("duplicate_of", earlier.number)
-                    study.tell(trial, earlier.value, state=earlier.state)
-            bar.update(len(fresh))
-            failed = sum(1 for t in known.values() if t.state == TrialState.FAIL)
+        repeats = 0
+        while True:
+            while (len(running) < objective.in_flight and evaluated + len(running) < budget
+                   and time.monotonic() < deadline and repeats < MAX_REPEATS):
+                trial = study.ask()
+                key = _key(space.suggest(trial).to_json())
+                if key in known or key in waiting:
+                    repeats += 1
+                    if key in known:
+                        _tell_repeat(study, trial, known[key])
+                    else:
+                        waiting[key].append(trial)
+                    continue
+                repeats = 0
+                waiting[key] = []
+                running[objective.submit(Config.from_json(key))] = (trial, key)
+            if not running:
+                break
+            left = deadline - time.monotonic()
+            done, _ = wait(running, timeout=left if 0 < left < math.inf else None,
+                           return_when=FIRST_COMPLETED)
+            for future in done:
+                trial, key = running.pop(future)
+                result = future.result()
+                result.record(trial)
+                known[key] = study.tell(trial, result.ms if result.ok else None,
+                                        state=_state(result))
+                for repeat in waiting.pop(key):
+                    _tell_repeat(study, repeat, known[key])
+                evaluated += 1
+                bar.update(1)
+                _stop_if_all_fail(known.values(), objective.in_flight * 2)
             best = _best_value(study)
-            bar.set_postfix(best_ms=f"{best:.4f}" if best else "-", failed=failed)
+            bar.set_postfix(best_ms=f"{best:.4f}" if best else "-",
+                            failed=sum(t.state == TrialState.FAIL for t in known.values()))
+
+
+def _stop_if_all_fail(trials: Iterable[FrozenTrial], first: int) -> None:
+    """A kernel that no config runs (a bug, or a wrong reference) should not eat the budget."""
+    trials = list(trials)
+    if len(trials) == first and all(t.state == TrialState.FAIL for t in trials):
+        messages = Counter(t.user_attrs.get("failure_message", "") for t in trials)
+        raise RuntimeError(f"the first {first} configs all failed; most often with: "
+                           f"{messages.most_common(1)[0][0]}")
+
+
+def _tell_repeat(study: optuna.Study, trial: optuna.Trial, earlier: FrozenTrial) -> None:
+    trial.set_user_attr("duplicate_of", earlier.number)
+    study.tell(trial, earlier.value, state=earlier.state)
 
 
 def _best_of_leaders(study: optuna.Study,
@@ -184,5 +218,6 @@ def _state(result: Result) -> TrialState:
     return TrialState.COMPLETE if result.ok else TrialState.FAIL
 
 
-def _key(config: dict) -> tuple:
-    return tuple(sorted((k, json.dumps(v)) for k, v in config.items()))
+def _key(config_json: str) -> str:
+    """One text per distinct Config, whatever the order of its keys."""
+    return json.dumps(json.loads(config_json), sort_keys=True)

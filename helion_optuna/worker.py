@@ -14,8 +14,8 @@ import pickle
 import queue
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -40,8 +40,7 @@ class Worker:
         self._proc: subprocess.Popen | None = None
 
     def call(self, job: Any, timeout: float) -> Any:
-        if self._proc is None or self._proc.poll() is not None:
-            self._start()
+        self.start()
         try:
             self._outbox.send_bytes(pickle.dumps(job))
             return self._receive(timeout)
@@ -56,7 +55,10 @@ class Worker:
             raise WorkerLost("timeout", f"no answer within {timeout:.0f} s")
         return pickle.loads(self._inbox.recv_bytes())
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the process now, if it is not running (jobs start it when needed)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
         # Whatever the caller can import, the worker can (its __main__ excepted).
@@ -91,24 +93,25 @@ class Pool:
     """Workers that run jobs in parallel, one job per worker at a time."""
 
     def __init__(self, task: bytes, role: str, size: int) -> None:
+        self.size = size
         self._workers = [Worker(task, role) for _ in range(size)]
         self._idle: queue.Queue[Worker] = queue.Queue()
         for w in self._workers:
             self._idle.put(w)
         self._threads = ThreadPoolExecutor(size)
 
-    def map(self, fn: Callable[[Worker, Any], Any], jobs: Iterable[Any]) -> list[Any]:
-        """``fn(worker, job)`` for every job, on idle workers, results in order."""
-        def run(job: Any) -> Any:
+    def submit(self, fn: Callable[[Worker, Any], Any], job: Any) -> Future:
+        """``fn(worker, job)`` on the next idle worker."""
+        def run() -> Any:
             worker = self._idle.get()
             try:
                 return fn(worker, job)
             finally:
                 self._idle.put(worker)
-        return list(self._threads.map(run, jobs))
+        return self._threads.submit(run)
 
     def close(self) -> None:
-        self._threads.shutdown()
+        self._threads.shutdown(cancel_futures=True)
         for w in self._workers:
             w.close()
 
