@@ -2,7 +2,9 @@
 
 An ordered parameter (int or float) becomes a coordinate in [0, 1]: its grid position for a
 stepped one, its logarithm for a log one, scaled by the range. A categorical becomes the index
-of its choice; it is marked as such, since differences of categoricals mean nothing.
+of its choice; it is marked as such, since differences of categoricals mean nothing. Vectors
+on the grid are exact (a grid position ``i`` of ``n`` steps is ``i / n``), so two vectors for
+the same params have the same bytes.
 """
 
 from __future__ import annotations
@@ -26,18 +28,32 @@ class Encoding:
         # Prior weight of each axis in a density estimate: a uniform choice for categoricals.
         self.prior = np.where(self.categorical, 1.0 / np.maximum(self.levels, 1), 1.0)
 
-    def key(self, params: dict[str, Any]) -> tuple:
-        return tuple(params[n] for n in self.names)
-
     def encode(self, params: dict[str, Any]) -> np.ndarray:
         return np.array([_encode(params[n], d) for n, d in zip(self.names, self.dists,
                                                                 strict=True)])
 
-    def decode(self, coords: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-        """Back onto the grid: stochastic rounding (so that small moves still move), clamped."""
-        noise = rng.random(len(coords))
-        return {n: _decode(c, u, d) for n, c, u, d in zip(self.names, coords, noise, self.dists,
-                                                           strict=True)}
+    def snap(self, vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Round vectors (one per row) onto the grid: stochastic rounding, so that a small
+        move still moves; clamped to the range."""
+        out = np.clip(vectors, 0.0, 1.0)
+        noise = rng.random(out.shape)
+        for j, dist in enumerate(self.dists):
+            column = out[:, j]
+            if self.categorical[j]:
+                out[:, j] = np.clip(np.rint(vectors[:, j]), 0, self.levels[j] - 1)
+            elif dist.log and isinstance(dist, IntDistribution):
+                low, high = math.log(dist.low), math.log(dist.high)
+                value = np.clip(np.floor(np.exp(low + column * (high - low)) + noise[:, j]),
+                                dist.low, dist.high)
+                out[:, j] = (np.log(value) - low) / (high - low)
+            elif self.levels[j] > 1:
+                n = self.levels[j] - 1
+                out[:, j] = np.minimum(np.floor(column * n + noise[:, j]), n) / n
+        return out
+
+    def decode(self, vector: np.ndarray) -> dict[str, Any]:
+        """The params of a vector on the grid."""
+        return {n: _decode(c, d) for n, c, d in zip(self.names, vector, self.dists, strict=True)}
 
 
 def _levels(dist: BaseDistribution) -> int:
@@ -48,28 +64,26 @@ def _levels(dist: BaseDistribution) -> int:
     return round((dist.high - dist.low) / dist.step) + 1
 
 
-def _raw(value: float, dist: BaseDistribution) -> float:
-    return math.log(value) if dist.log else float(value)
-
-
 def _encode(value: Any, dist: BaseDistribution) -> float:
     if isinstance(dist, CategoricalDistribution):
         return float(dist.choices.index(value))
-    low, high = _raw(dist.low, dist), _raw(dist.high, dist)
-    return (_raw(value, dist) - low) / (high - low)
+    if dist.log:  # computed as snap computes it, to the bit
+        low, high = math.log(dist.low), math.log(dist.high)
+        return float((np.log(value) - low) / (high - low))
+    if dist.step is None:
+        return (value - dist.low) / (dist.high - dist.low)
+    n = round((dist.high - dist.low) / dist.step)
+    return round((value - dist.low) / dist.step) / n
 
 
-def _decode(coord: float, noise: float, dist: BaseDistribution) -> Any:
+def _decode(coord: float, dist: BaseDistribution) -> Any:
     if isinstance(dist, CategoricalDistribution):
-        return dist.choices[min(max(round(coord), 0), len(dist.choices) - 1)]
-    coord = min(max(coord, 0.0), 1.0)
+        return dist.choices[int(coord)]
     if dist.log:
-        value = math.exp(math.log(dist.low) + coord * (math.log(dist.high) - math.log(dist.low)))
-        if isinstance(dist, IntDistribution):
-            return min(max(math.floor(value + noise), dist.low), dist.high)
-        return min(max(value, dist.low), dist.high)
+        low, high = math.log(dist.low), math.log(dist.high)
+        value = min(max(math.exp(low + coord * (high - low)), dist.low), dist.high)
+        return round(value) if isinstance(dist, IntDistribution) else value
     if dist.step is None:
         return dist.low + coord * (dist.high - dist.low)
-    n = round((dist.high - dist.low) / dist.step)
-    value = dist.low + min(math.floor(coord * n + noise), n) * dist.step
-    return int(value) if isinstance(dist, IntDistribution) else value
+    value = dist.low + round(coord * round((dist.high - dist.low) / dist.step)) * dist.step
+    return int(value) if isinstance(dist, IntDistribution) else min(value, dist.high)

@@ -18,6 +18,7 @@ against the rest) favours.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -40,9 +41,11 @@ _RANDOM_SEEDS = 10
 # Fraction of the population from which the "pbest" of current-to-pbest/1 is drawn.
 _PBEST = 0.2
 # Challengers bred per trial; the density ratio picks the one to try.
-_CANDIDATES = 8
-# Attempts at challengers not yet evaluated before accepting a repeat.
+_CANDIDATES = 16
+# Attempts at challengers not yet evaluated before exploring elsewhere.
 _ATTEMPTS = 5
+# At most this many of the other trials estimate the density of "bad" points.
+_BAD = 200
 
 
 class DifferentialEvolutionSampler(BaseSampler):
@@ -81,9 +84,10 @@ class DifferentialEvolutionSampler(BaseSampler):
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace(include_pruned=True)
         # Derived from storage, never the truth: finished trials do not change, so their rank
-        # and encoding are memoized, per study.
+        # and vector are memoized, per study.
         self._memo_owner: tuple[int, int] | None = None
-        self._memo: dict[int, tuple[tuple[int, float], dict[tuple[str, ...], Any]]] = {}
+        self._ranks: dict[int, tuple[int, float]] = {}
+        self._done: dict[tuple[str, ...], _Finished] = {}
         self._sign = 1.0
 
     def reseed_rng(self) -> None:
@@ -120,51 +124,45 @@ class DifferentialEvolutionSampler(BaseSampler):
 
         trials = study._get_trials(deepcopy=False, use_cache=True)
         encoding = Encoding(search_space)
-        finished = [t for t in self._finished(study, trials) if self._coords(t, encoding)
-                    is not None]
-        visible = [t for t in finished if TARGET in t.system_attrs and (
-            self.immediate_update or t.system_attrs[GENERATION] < generation)]
+        finished = self._encoded(study, trials, encoding)
+        done = finished.trials  # (rank, vector, bytes, trial)
+        visible = [e for e in done if TARGET in e[3].system_attrs and (
+            self.immediate_update or e[3].system_attrs[GENERATION] < generation)]
         slots = self._slots(visible)
-        members = sorted((m for m in slots if m is not None), key=self._rank)
+        members = sorted((m for m in slots if m is not None), key=lambda e: e[0])
         if len(members) < 4:
             return {}
         x = slots[target] if slots[target] is not None else members[
             self._rng.integers(len(members))]
 
-        seen = {self._key(t, encoding) for t in finished}
-        candidates: list[dict[str, Any]] = []
+        seen = finished.keys
+        candidates: dict[bytes, np.ndarray] = {}
         for _ in range(_ATTEMPTS):
-            for params in self._challengers(x, members, encoding):
-                if encoding.key(params) not in seen:
-                    seen.add(encoding.key(params))
-                    candidates.append(params)
+            for row in self._challengers(x, members, encoding):
+                if row.tobytes() not in seen:
+                    candidates.setdefault(row.tobytes(), row)
             if len(candidates) >= _CANDIDATES:
                 break
         if not candidates:  # the population has converged: explore around its best
-            candidates = [p for p in self._neighbours(members, encoding)
-                          if encoding.key(p) not in seen]
+            candidates = {r.tobytes(): r for r in self._neighbours(members, encoding)
+                          if r.tobytes() not in seen}
             if not candidates:
                 return {}  # random
-        ranked = sorted(finished, key=self._rank)
-        scores = _density_ratio(
-            np.array([self._coords(t, encoding) for t in ranked]),
-            sum(1 for t in ranked if self._rank(t)[0] == 0),
-            np.array([encoding.encode(c) for c in candidates]),
-            encoding,
-        )
-        return candidates[int(np.argmax(scores))]
+        rows = np.array(list(candidates.values()))
+        scores = self._density_ratio(finished, rows, encoding)
+        return encoding.decode(rows[int(np.argmax(scores))])
 
-    def _challengers(
-        self, x: FrozenTrial, members: list[FrozenTrial], encoding: Encoding
-    ) -> list[dict[str, Any]]:
-        """current-to-pbest/1 mutants of ``x``, binomially crossed over with ``x``."""
+    def _challengers(self, x: tuple, members: list[tuple], encoding: Encoding) -> np.ndarray:
+        """current-to-pbest/1 mutants of ``x``, binomially crossed over with ``x``, on the
+        grid (one per row)."""
         rng, n, d = self._rng, _CANDIDATES, len(encoding.names)
         others = [m for m in members if m is not x]
-        pop = np.array([self._coords(m, encoding) for m in others])
-        cx = self._coords(x, encoding)
+        pop = np.array([m[1] for m in others])
+        cx = x[1]
         best = pop[rng.integers(max(1, round(_PBEST * len(others))), size=n)]
-        pairs = np.array([rng.choice(len(others), 2, replace=False) for _ in range(n)])
-        a, b = pop[pairs[:, 0]], pop[pairs[:, 1]]
+        first = rng.integers(len(others), size=n)
+        second = (first + rng.integers(1, len(others), size=n)) % len(others)  # != first
+        a, b = pop[first], pop[second]
         f = rng.uniform(0.5, 1.0, size=(n, 1))
         mutant = cx + f * (best - cx) + f * (a - b)
         # Categoricals have no differences: take pbest's value, or a's or b's where they
@@ -176,21 +174,35 @@ class DifferentialEvolutionSampler(BaseSampler):
         mutant[:, cat] = np.where(take_best, best, np.where(take_ab, from_ab, cx))[:, cat]
         cross = rng.random((n, d)) < self.crossover_rate
         cross[np.arange(n), rng.integers(d, size=n)] = True
-        children = np.where(cross, mutant, cx)
-        return [encoding.decode(child, rng) for child in children]
+        return encoding.snap(np.where(cross, mutant, cx), rng)
 
-    def _neighbours(self, members: list[FrozenTrial], encoding: Encoding
-                    ) -> list[dict[str, Any]]:
-        """Good members with one or two parameters redrawn at random."""
+    def _density_ratio(self, finished: _Finished, rows: np.ndarray,
+                       encoding: Encoding) -> np.ndarray:
+        """log l(x) - log g(x) for each row, as TPE scores a point: l and g are Parzen
+        estimates, one independent kernel per parameter, over the best feasible trials and
+        over (a sample of at most _BAD of) the others."""
+        done = finished.trials
+        n_good = min(max(1, math.ceil(0.1 * finished.feasible)), 25)
+        good = heapq.nsmallest(n_good, done, key=lambda e: e[0])
+        good_ids = {id(e) for e in good}
+        bad = [e for e in done if id(e) not in good_ids]
+        if len(bad) > _BAD:
+            bad = [bad[i] for i in self._rng.choice(len(bad), _BAD, replace=False)]
+        good_points = np.array([e[1] for e in good])
+        bad_points = np.array([e[1] for e in bad]).reshape(-1, rows.shape[1])
+        return (_log_density(rows, good_points, encoding)
+                - _log_density(rows, bad_points, encoding)).sum(1)
+
+    def _neighbours(self, members: list[tuple], encoding: Encoding) -> np.ndarray:
+        """Good members with one or two parameters redrawn at random, on the grid."""
         rng, d = self._rng, len(encoding.names)
-        top = np.array([self._coords(m, encoding) for m in members[:_CANDIDATES]])
+        top = np.array([m[1] for m in members[:_CANDIDATES]])
         out = top[rng.integers(len(top), size=_CANDIDATES * 4)]
         for row in out:
             dims = rng.choice(d, size=min(d, rng.integers(1, 3)), replace=False)
-            row[dims] = rng.random(len(dims))
-            cat = dims[encoding.categorical[dims]]
-            row[cat] = np.floor(rng.random(len(cat)) * encoding.levels[cat])
-        return [encoding.decode(row, rng) for row in out]
+            row[dims] = rng.random(len(dims)) * np.where(encoding.categorical[dims],
+                                                         encoding.levels[dims] - 0.5, 1.0)
+        return encoding.snap(out, rng)
 
     def sample_independent(
         self,
@@ -205,52 +217,78 @@ class DifferentialEvolutionSampler(BaseSampler):
 
     def population(self, study: optuna.Study) -> list[int | None]:
         """Trial numbers of the current members, slot by slot (None: slot not filled yet)."""
-        finished = self._finished(study, study.get_trials(deepcopy=False))
-        return [m and m.number for m in self._slots(
-            [t for t in finished if TARGET in t.system_attrs])]
+        done = self._ranked(study, study.get_trials(deepcopy=False))
+        return [m and m[3].number for m in self._slots(
+            [e for e in done if TARGET in e[3].system_attrs])]
 
     def finished(self, study: optuna.Study) -> bool:
         """True once ``max_generations`` generations after the first have been started."""
         started = sum(1 for t in study.get_trials(deepcopy=False) if TARGET in t.system_attrs)
         return started >= self.population_size * (self.max_generations + 1)
 
-    def _finished(self, study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    def _ranked(self, study: optuna.Study, trials: list[FrozenTrial]) -> list[tuple]:
+        """(rank, None, None, trial) of the finished trials."""
+        return [(self._rank(study, t), None, None, t) for t in trials
+                if t.state.is_finished()]
+
+    def _encoded(self, study: optuna.Study, trials: list[FrozenTrial],
+                 encoding: Encoding) -> _Finished:
+        """The finished trials that have every parameter of the search space, as (rank,
+        vector, vector bytes, trial). A finished trial never changes, so they are gathered
+        once, from the first trial not known to be finished on."""
+        self._own(study)
+        done = self._done.setdefault(encoding.names, _Finished())
+        for t in trials[done.frontier:]:
+            if not t.state.is_finished():
+                continue
+            if t.number not in done.numbers:
+                done.add(t, self._rank(study, t), encoding)
+            if t.number == done.frontier:
+                done.frontier += 1
+        while done.frontier in done.numbers:
+            done.frontier += 1
+        return done
+
+    def _own(self, study: optuna.Study) -> None:
+        """Start the memo afresh when the sampler serves another study."""
         owner = (id(study._storage), study._study_id)
         if self._memo_owner != owner:
-            self._memo_owner, self._memo = owner, {}
+            self._memo_owner, self._ranks, self._done = owner, {}, {}
             self._sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
-        finished = [t for t in trials if t.state.is_finished()]
-        for t in finished:
-            if t.number not in self._memo:
-                self._memo[t.number] = (_rank(t, self._sign), {})
-        return finished
 
-    def _rank(self, trial: FrozenTrial) -> tuple[int, float]:
-        return self._memo[trial.number][0]
+    def _rank(self, study: optuna.Study, trial: FrozenTrial) -> tuple[int, float]:
+        self._own(study)
+        if trial.number not in self._ranks:
+            self._ranks[trial.number] = _rank(trial, self._sign)
+        return self._ranks[trial.number]
 
-    def _encoded(self, trial: FrozenTrial, encoding: Encoding) -> tuple[tuple, np.ndarray] | None:
-        by_space = self._memo[trial.number][1]
-        if encoding.names not in by_space:
-            ok = all(n in trial.params for n in encoding.names)
-            by_space[encoding.names] = (
-                (encoding.key(trial.params), encoding.encode(trial.params)) if ok else None)
-        return by_space[encoding.names]
-
-    def _key(self, trial: FrozenTrial, encoding: Encoding) -> tuple:
-        return self._encoded(trial, encoding)[0]
-
-    def _coords(self, trial: FrozenTrial, encoding: Encoding) -> np.ndarray | None:
-        encoded = self._encoded(trial, encoding)
-        return None if encoded is None else encoded[1]
-
-    def _slots(self, finished: Sequence[FrozenTrial]) -> list[FrozenTrial | None]:
+    def _slots(self, done: Sequence[tuple]) -> list[tuple | None]:
         """The member of each slot: the best finished trial that targeted it."""
-        slots: list[FrozenTrial | None] = [None] * self.population_size
-        for t in finished:
-            i = t.system_attrs[TARGET]
-            if i < len(slots) and (slots[i] is None or self._rank(t) < self._rank(slots[i])):
-                slots[i] = t
+        slots: list[tuple | None] = [None] * self.population_size
+        for e in done:
+            i = e[3].system_attrs[TARGET]
+            if i < len(slots) and (slots[i] is None or e[0] < slots[i][0]):
+                slots[i] = e
         return slots
+
+
+class _Finished:
+    """Finished trials encoded for one search space (derived from storage, see _encoded)."""
+
+    def __init__(self) -> None:
+        self.trials: list[tuple] = []
+        self.numbers: set[int] = set()
+        self.keys: set[bytes] = set()
+        self.feasible = 0
+        self.frontier = 0
+
+    def add(self, trial: FrozenTrial, rank: tuple[int, float], encoding: Encoding) -> None:
+        self.numbers.add(trial.number)
+        if all(n in trial.params for n in encoding.names):
+            vector = encoding.encode(trial.params)
+            self.trials.append((rank, vector, vector.tobytes(), trial))
+            self.keys.add(vector.tobytes())
+            self.feasible += rank[0] == 0
 
 
 def _rank(trial: FrozenTrial, sign: float) -> tuple[int, float]:
@@ -266,17 +304,10 @@ def _rank(trial: FrozenTrial, sign: float) -> tuple[int, float]:
     return (0, sign * trial.value)
 
 
-def _density_ratio(
-    ranked: np.ndarray, n_feasible: int, candidates: np.ndarray, encoding: Encoding
-) -> np.ndarray:
-    """log l(x) - log g(x) for each candidate, as TPE scores a point: l and g are Parzen
-    estimates with one independent kernel per parameter, over the best feasible trials (the
-    first rows of ``ranked``) and over all the others."""
-    n_good = min(max(1, math.ceil(0.1 * n_feasible)), 25)
-    diff = candidates[:, None, :] - ranked[None, :, :]
+def _log_density(rows: np.ndarray, points: np.ndarray, encoding: Encoding) -> np.ndarray:
+    """Per axis, the log of a Parzen estimate at each row: Gaussian kernels around ``points``
+    for ordered axes, matching counts for categoricals, plus a prior."""
+    diff = rows[:, None, :] - points[None, :, :]
     kernel = np.exp(-0.5 * (diff / encoding.bandwidth) ** 2)
-    cat = encoding.categorical
-    kernel[:, :, cat] = diff[:, :, cat] == 0
-    good = (kernel[:, :n_good].sum(1) + encoding.prior) / (n_good + 1)
-    bad = (kernel[:, n_good:].sum(1) + encoding.prior) / (len(ranked) - n_good + 1)
-    return (np.log(good) - np.log(bad)).sum(1)
+    kernel[:, :, encoding.categorical] = diff[:, :, encoding.categorical] == 0
+    return np.log((kernel.sum(1) + encoding.prior) / (len(points) + 1))
