@@ -112,9 +112,8 @@ def _as_config(c: Any) -> Config:
 
 
 def _launch(kernel: Any, grid: Any, kwargs: dict, config: Config, *args: Any) -> None:
-    options = {k: v for k, v in config.items() if k not in _LAUNCH_OPTIONS}
-    kernel[grid](*args, **kwargs, **options, num_warps=config.num_warps,
-                 num_stages=config.num_stages)
+    # num_warps/num_stages the space leaves out keep Triton's defaults, not Helion's
+    kernel[grid](*args, **kwargs, **config.config)
 
 
 def _launch_checked(kernel: Any, grid: Any, kwargs: dict, configs: list[Config] | None,

@@ -235,3 +235,12 @@ def test_a_tiny_space_exhausted_keeps_proposing():
         study.tell(trial, trial.params["a"] + (trial.params["b"] == "y"))
     assert len({tuple(t.params.values()) for t in study.trials}) == 6
     assert study.best_value == 0
+
+
+def test_does_not_propose_configs_that_are_still_running():
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    study = run(sampler, 30)
+    running = [study.ask(SPACE) for _ in range(12)]  # parallel workers, none told yet
+    keys = [tuple(t.params.values()) for t in running]
+    assert len(set(keys)) == len(keys)
+    assert not set(keys) & {tuple(t.params.values()) for t in study.trials[:30]}

@@ -10,8 +10,7 @@ resumed elsewhere (even after ``optuna.copy_study``, which keeps trial numbers a
 attributes) continues the same evolution. FAIL and PRUNED trials lose to every completed one,
 and infeasible trials (``trial.set_constraint``) to every feasible one.
 
-Two measured additions to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): the
-first generation is bred from a few random trials instead of being all random, and each trial
+A measured addition to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): each trial
 breeds several challengers and tries the one that a TPE-style density ratio (best trials
 against the rest) favours.
 """
@@ -36,7 +35,8 @@ from .encoding import Encoding
 TARGET = "differential_evolution:target"
 GENERATION = "differential_evolution:generation"
 
-# How many random trials start the first generation; the rest of it is bred from them.
+# With immediate_update, the first generation breeds from its own first _RANDOM_SEEDS random
+# trials; otherwise (the default) the whole first generation is random.
 _RANDOM_SEEDS = 10
 # Fraction of the population from which the "pbest" of current-to-pbest/1 is drawn.
 _PBEST = 0.2
@@ -56,9 +56,11 @@ class DifferentialEvolutionSampler(BaseSampler):
         max_generations: Generations after which :meth:`finished` reports the search done;
             the sampler keeps evolving if asked for more trials.
         crossover_rate: Probability that a parameter comes from the mutant, not the target.
-        immediate_update: Replace a member as soon as its challenger is better (steady
-            state); ``False`` replaces members only at the end of each generation. ``None``
-            chooses steady state, which measured better (benchmarks/RESULTS.md).
+        immediate_update: ``True`` replaces a member as soon as its challenger is better
+            (steady state): later challengers already breed from it. ``False`` lets
+            challengers breed only from members of earlier generations. ``None`` chooses
+            ``False``, which found better configs at every budget of benchmarks/replay.py
+            (benchmarks/RESULTS.md).
         seed: Seed for the random numbers (reproducible in a single process).
     """
 
@@ -79,7 +81,7 @@ class DifferentialEvolutionSampler(BaseSampler):
         self.population_size = population_size
         self.max_generations = max_generations
         self.crossover_rate = crossover_rate
-        self.immediate_update = True if immediate_update is None else immediate_update
+        self.immediate_update = False if immediate_update is None else immediate_update
         self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace(include_pruned=True)
@@ -135,7 +137,9 @@ class DifferentialEvolutionSampler(BaseSampler):
         x = slots[target] if slots[target] is not None else members[
             self._rng.integers(len(members))]
 
-        seen = finished.keys
+        seen = finished.keys | {  # and the trials still running (other workers')
+            encoding.encode(t.params).tobytes() for t in trials
+            if not t.state.is_finished() and all(n in t.params for n in encoding.names)}
         candidates: dict[bytes, np.ndarray] = {}
         for _ in range(_ATTEMPTS):
             for row in self._challengers(x, members, encoding):
