@@ -83,7 +83,8 @@ class KernelObjective:
     output of the space's default config is the reference. ``rtol``/``atol`` default to
     ``torch.testing.assert_close``'s for the output dtype. Tensor arguments are restored to
     what was given before each checked run, so kernels may write them in place. ``timeout_s``
-    bounds one compile and one run. Use it in any study:
+    bounds one run, and one compile (once 8 compiles have finished, a compile is also
+    stopped at 10x their median, at least 5 s). Use it in any study:
     ``study.optimize(KernelObjective(...), n_trials=50)``.
     """
 
@@ -111,6 +112,7 @@ class KernelObjective:
         _interpret_without_gpu()
         self._compilers: Pool | None = None
         self._timer: Worker | None = None
+        self._compile_times: list[float] = []
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         config = self.space.suggest(trial)
@@ -151,16 +153,28 @@ class KernelObjective:
                                     "run_timeout").result() for c in configs]
 
     def _compile(self, worker: Worker, config: Config) -> Result:
-        return self._call(worker, ("compile", config), "compile_timeout")
+        result = self._call(worker, ("compile", config), "compile_timeout",
+                            self._compile_timeout())
+        if result.ok:
+            self._compile_times.append(result.compile_s)
+        return result
+
+    def _compile_timeout(self) -> float:
+        """A compile far slower than the others is not worth waiting for: once a few have
+        finished, wait at most 10x their median (at least 5 s, at most ``timeout_s``)."""
+        if len(self._compile_times) < 8:
+            return self.timeout_s
+        return min(self.timeout_s, max(5.0, 10 * statistics.median(self._compile_times)))
 
     def _time(self, config: Config, compiled: Result, rep_ms: float) -> Result:
         result = self._call(self._timer, ("check_and_time", config, rep_ms), "run_timeout")
         result.compile_s, result.source = compiled.compile_s, compiled.source
         return result
 
-    def _call(self, worker: Worker, job: tuple, timeout_kind: str) -> Result:
+    def _call(self, worker: Worker, job: tuple, timeout_kind: str,
+              timeout: float | None = None) -> Result:
         try:
-            return worker.call(job, self.timeout_s)
+            return worker.call(job, timeout or self.timeout_s)
         except WorkerLost as e:
             kind = timeout_kind if e.kind == "timeout" else "crash"
             return Result(failure=kind, message=str(e))
