@@ -1,7 +1,8 @@
 """Differential evolution as an Optuna sampler, with all of its state in the study's storage.
 
 Every trial the sampler starts gets two system attributes: ``differential_evolution:target``,
-the population slot it challenges, and ``differential_evolution:generation``. The population
+the population slot it challenges, and ``differential_evolution:generation``, both from its
+trial number. The population
 is derived from the finished trials, never kept in memory: the member of a slot is the best
 trial that targeted it. That is exactly what DE's one-to-one replacement yields ("replace the
 member if the challenger is better"), but it does not depend on the order in which trials
@@ -17,9 +18,8 @@ against the rest) favours.
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -106,11 +106,9 @@ class DifferentialEvolutionSampler(BaseSampler):
         }
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Give the trial its role (enqueued trials too: they join the population)."""
-        # Optuna's own samplers read trials this way: cached, without copies.
-        trials = study._get_trials(deepcopy=False, use_cache=True)
-        started = sum(1 for t in trials if TARGET in t.system_attrs)
-        generation, target = divmod(started, self.population_size)
+        """Give the trial its role, by its number: unique, so processes that share the
+        study never race for one (enqueued trials too: they join the population)."""
+        generation, target = divmod(trial.number, self.population_size)
         for key, value in ((TARGET, target), (GENERATION, generation)):
             study._storage.set_trial_system_attr(trial._trial_id, key, value)
             trial.system_attrs[key] = value  # as Optuna's Trial.set_constraint does
@@ -127,10 +125,8 @@ class DifferentialEvolutionSampler(BaseSampler):
         trials = study._get_trials(deepcopy=False, use_cache=True)
         encoding = Encoding(search_space)
         finished = self._encoded(study, trials, encoding)
-        done = finished.trials  # (rank, vector, bytes, trial)
-        visible = [e for e in done if TARGET in e[3].system_attrs and (
-            self.immediate_update or e[3].system_attrs[GENERATION] < generation)]
-        slots = self._slots(visible)
+        slots = finished.population(self.population_size,
+                                    None if self.immediate_update else generation)
         members = sorted((m for m in slots if m is not None), key=lambda e: e[0])
         if len(members) < 4:
             return {}
@@ -138,7 +134,7 @@ class DifferentialEvolutionSampler(BaseSampler):
             self._rng.integers(len(members))]
 
         seen = finished.keys | {  # and the trials still running (other workers')
-            encoding.encode(t.params).tobytes() for t in trials
+            encoding.encode(t.params).tobytes() for t in trials[finished.frontier:]
             if not t.state.is_finished() and all(n in t.params for n in encoding.names)}
         candidates: dict[bytes, np.ndarray] = {}
         for _ in range(_ATTEMPTS):
@@ -185,15 +181,14 @@ class DifferentialEvolutionSampler(BaseSampler):
         """log l(x) - log g(x) for each row, as TPE scores a point: l and g are Parzen
         estimates, one independent kernel per parameter, over the best feasible trials and
         over (a sample of at most _BAD of) the others."""
-        done = finished.trials
         n_good = min(max(1, math.ceil(0.1 * finished.feasible)), 25)
-        good = heapq.nsmallest(n_good, done, key=lambda e: e[0])
-        good_ids = {id(e) for e in good}
-        bad = [e for e in done if id(e) not in good_ids]
-        if len(bad) > _BAD:
-            bad = [bad[i] for i in self._rng.choice(len(bad), _BAD, replace=False)]
+        good = [finished.trials[i] for _, i in finished.by_rank[:n_good]]
+        others = finished.by_rank[n_good:]
+        if len(others) > _BAD:
+            others = [others[i] for i in self._rng.choice(len(others), _BAD, replace=False)]
         good_points = np.array([e[1] for e in good])
-        bad_points = np.array([e[1] for e in bad]).reshape(-1, rows.shape[1])
+        bad_points = np.array([finished.trials[i][1] for _, i in others]).reshape(
+            -1, rows.shape[1])
         return (_log_density(rows, good_points, encoding)
                 - _log_density(rows, bad_points, encoding)).sum(1)
 
@@ -221,19 +216,19 @@ class DifferentialEvolutionSampler(BaseSampler):
 
     def population(self, study: optuna.Study) -> list[int | None]:
         """Trial numbers of the current members, slot by slot (None: slot not filled yet)."""
-        done = self._ranked(study, study.get_trials(deepcopy=False))
-        return [m and m[3].number for m in self._slots(
-            [e for e in done if TARGET in e[3].system_attrs])]
+        slots: list[FrozenTrial | None] = [None] * self.population_size
+        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
+        for t in study.get_trials(deepcopy=False):
+            i = t.system_attrs.get(TARGET, self.population_size)
+            if t.state.is_finished() and i < self.population_size and (
+                    slots[i] is None or _rank(t, sign) < _rank(slots[i], sign)):
+                slots[i] = t
+        return [t and t.number for t in slots]
 
     def finished(self, study: optuna.Study) -> bool:
         """True once ``max_generations`` generations after the first have been started."""
         started = sum(1 for t in study.get_trials(deepcopy=False) if TARGET in t.system_attrs)
         return started >= self.population_size * (self.max_generations + 1)
-
-    def _ranked(self, study: optuna.Study, trials: list[FrozenTrial]) -> list[tuple]:
-        """(rank, None, None, trial) of the finished trials."""
-        return [(self._rank(study, t), None, None, t) for t in trials
-                if t.state.is_finished()]
 
     def _encoded(self, study: optuna.Study, trials: list[FrozenTrial],
                  encoding: Encoding) -> _Finished:
@@ -266,33 +261,48 @@ class DifferentialEvolutionSampler(BaseSampler):
             self._ranks[trial.number] = _rank(trial, self._sign)
         return self._ranks[trial.number]
 
-    def _slots(self, done: Sequence[tuple]) -> list[tuple | None]:
-        """The member of each slot: the best finished trial that targeted it."""
-        slots: list[tuple | None] = [None] * self.population_size
-        for e in done:
-            i = e[3].system_attrs[TARGET]
-            if i < len(slots) and (slots[i] is None or e[0] < slots[i][0]):
-                slots[i] = e
-        return slots
-
 
 class _Finished:
     """Finished trials encoded for one search space (derived from storage, see _encoded)."""
 
     def __init__(self) -> None:
-        self.trials: list[tuple] = []
+        self.trials: list[tuple] = []  # (rank, vector, vector bytes, trial)
+        self.by_rank: list[tuple] = []  # (rank, index into trials), sorted
         self.numbers: set[int] = set()
         self.keys: set[bytes] = set()
         self.feasible = 0
         self.frontier = 0
+        self._added = 0
+        self._generations: dict[int | None, int] = {}
+        self._slots: tuple[tuple, list] | None = None
 
     def add(self, trial: FrozenTrial, rank: tuple[int, float], encoding: Encoding) -> None:
         self.numbers.add(trial.number)
         if all(n in trial.params for n in encoding.names):
             vector = encoding.encode(trial.params)
+            bisect.insort(self.by_rank, (rank, len(self.trials)))
             self.trials.append((rank, vector, vector.tobytes(), trial))
             self.keys.add(vector.tobytes())
             self.feasible += rank[0] == 0
+            self._added += 1
+            generation = trial.system_attrs.get(GENERATION)
+            self._generations[generation] = self._generations.get(generation, 0) + 1
+
+    def population(self, size: int, before: int | None) -> list[tuple | None]:
+        """The member of each slot: the best trial that targeted it (of a generation before
+        ``before``, unless None). Cached until a trial that counts is added."""
+        seen = self._added if before is None else sum(
+            n for g, n in self._generations.items() if g is not None and g < before)
+        if self._slots is None or self._slots[0] != (size, before, seen):
+            slots: list[tuple | None] = [None] * size
+            for e in self.trials:
+                attrs = e[3].system_attrs
+                i = attrs.get(TARGET, size)
+                if i < size and (before is None or attrs[GENERATION] < before) and (
+                        slots[i] is None or e[0] < slots[i][0]):
+                    slots[i] = e
+            self._slots = ((size, before, seen), slots)
+        return self._slots[1]
 
 
 def _rank(trial: FrozenTrial, sign: float) -> tuple[int, float]:
