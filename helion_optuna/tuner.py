@@ -63,7 +63,7 @@ def make_sampler(sampler: str | optuna.samplers.BaseSampler | None,
 
         return DifferentialEvolutionSampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(multivariate=True, seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
     if name == "cmaes":
         # CMA-ES models the ordered parameters; categoricals fall back to random by design.
         return optuna.samplers.CmaEsSampler(with_margin=True, seed=seed,
