@@ -13,9 +13,9 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from triton.runtime.interpreter import InterpretedFunction
 
-from helion_optuna import pickling
 from helion_optuna.config import FIELDS, Config, InvalidConfig
 from helion_optuna.fragments import Integer
 from helion_optuna.space import ConfigSpace
@@ -80,13 +80,14 @@ class Autotuned:
         return functools.partial(self.run, grid=grid)
 
     def run(self, *args: Any, grid: Any, **kwargs: Any) -> None:
+        if not isinstance(self.kernel, InterpretedFunction) and not torch.cuda.is_available():
+            raise RuntimeError("no GPU: to run Triton kernels on the CPU, set TRITON_INTERPRET=1 "
+                               "before importing triton")
         key = self._key(args, kwargs)
         if key not in self.best:
             result = self._tune(args, kwargs, grid)
             self.results[key] = result
             self.best[key] = result.config
-            if result.interpreted and not isinstance(self.kernel, InterpretedFunction):
-                self.kernel = pickling.loads(pickling.dumps(self.kernel))  # no GPU here either
         _launch(self.kernel, grid, kwargs, self._chosen(self.best[key]), *args)
 
     def _key(self, args: tuple, kwargs: dict) -> tuple:

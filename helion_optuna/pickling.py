@@ -16,14 +16,9 @@ from collections import ChainMap
 from typing import Any, ClassVar
 
 import cloudpickle
+from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
-try:
-    from triton.runtime.interpreter import InterpretedFunction
-except ImportError:  # pragma: no cover - older Triton
-    InterpretedFunction = None
-
-_KERNEL_TYPES = [JITFunction] + ([InterpretedFunction] if InterpretedFunction else [])
 _JIT_OPTIONS = ("do_not_specialize", "do_not_specialize_on_alignment", "debug", "noinline")
 
 
@@ -45,7 +40,7 @@ def _reduce_kernel(kernel: Any) -> tuple:
     fn = kernel.fn
     filename = fn.__code__.co_filename
     options = {name: getattr(kernel, name, None) for name in _JIT_OPTIONS}
-    if InterpretedFunction is not None and isinstance(kernel, InterpretedFunction):
+    if isinstance(kernel, InterpretedFunction):
         options = {k: v for k, v in kernel.kwargs.items() if k in _JIT_OPTIONS}
     return _rebuild_kernel, (fn, filename, linecache.getlines(filename), options)
 
@@ -58,5 +53,5 @@ def _rebuild_kernel(fn: Any, filename: str, lines: list[str], options: dict) -> 
     return triton.jit(fn, **{k: v for k, v in options.items() if v is not None})
 
 
-for _kernel_type in _KERNEL_TYPES:
-    _Pickler.dispatch_table.maps[0][_kernel_type] = _reduce_kernel
+_Pickler.dispatch_table.maps[0].update({JITFunction: _reduce_kernel,
+                                        InterpretedFunction: _reduce_kernel})
