@@ -15,6 +15,18 @@ import triton.language as tl
 
 import helion_optuna as ho
 
+# Shared memory a block may use (None without a GPU): a config whose pipelined tiles cannot
+# fit is rejected before compiling, and does not count against the budget.
+SMEM_BYTES = (torch.cuda.get_device_properties(0).shared_memory_per_block_optin
+              if torch.cuda.is_available() else None)
+
+
+def fits_in_shared_memory(config: ho.Config, element_bytes: int = 2) -> bool:
+    block_m, block_n, block_k = config.block_sizes
+    tiles = (block_m * block_k + block_k * block_n) * element_bytes * config.num_stages
+    return SMEM_BYTES is None or tiles <= SMEM_BYTES
+
+
 SPACE = ho.ConfigSpace({
     "block_sizes": ho.ListOf(ho.PowerOfTwo(16, 256, default=64), 3),  # BLOCK_M, _N, _K
     "l2_groupings": ho.ListOf(ho.PowerOfTwo(1, 64, default=8), 1),
@@ -22,7 +34,7 @@ SPACE = ho.ConfigSpace({
     "num_stages": ho.Integer(1, 6, default=3),
     "pid_type": ho.Enum(["flat", "persistent_interleaved"]),
     "indexing": ho.Enum(["pointer", "tensor_descriptor"]),
-})
+}, constraint=fits_in_shared_memory)
 
 
 @triton.jit

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
@@ -20,8 +20,12 @@ class ConfigSpace:
     >>> config = space.suggest(trial)   # inside an Optuna objective
     """
 
-    def __init__(self, fragments: Mapping[str, Fragment]) -> None:
+    def __init__(self, fragments: Mapping[str, Fragment],
+                 constraint: Callable[[Config], bool] | None = None) -> None:
+        """``constraint(config)`` is False for configs the space rejects before compiling
+        (e.g. tiles too large for shared memory): the tuner does not count them."""
         self.fragments = dict(fragments)
+        self.constraint = constraint
         if not self.fragments:
             raise InvalidConfig("a ConfigSpace needs at least one fragment")
         self._distributions: dict[str, BaseDistribution] = {}
@@ -76,6 +80,12 @@ class ConfigSpace:
     def validate(self, config: Mapping[str, object]) -> None:
         """Raise InvalidConfig, naming the field, unless ``config`` is in the space."""
         self.encode(config)
+        if not self.allows(Config(**config)):
+            raise InvalidConfig(f"{config}: rejected by the space's constraint")
+
+    def allows(self, config: Config) -> bool:
+        """False if the space's constraint rejects ``config``."""
+        return self.constraint is None or bool(self.constraint(config))
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Config:
         """Ask ``trial`` for every parameter; the Config is also kept as user attr ``config``."""
@@ -104,5 +114,10 @@ class ConfigSpace:
         return Config(**values)
 
     def random_config(self, rng: random.Random | None = None) -> Config:
+        """A random config the constraint allows (InvalidConfig after 10,000 tries)."""
         rng = rng or random.Random()
-        return Config(**{n: f.random(rng) for n, f in self.fragments.items()})
+        for _ in range(10_000):
+            config = Config(**{n: f.random(rng) for n, f in self.fragments.items()})
+            if self.allows(config):
+                return config
+        raise InvalidConfig("the space's constraint rejected 10,000 random configs")

@@ -35,8 +35,8 @@ DEFAULT_SAMPLER = "de"
 SAMPLERS = ("de", "tpe", "cmaes", "gp", "random")
 LEADERS = 5
 ROUNDS = 4
-#: Proposals of configs already evaluated, in a row, after which the search ends: the
-#: sampler has nothing new to offer (a small space, fully explored).
+#: Proposals in a row of configs already evaluated or rejected by the space, after which the
+#: search ends: the sampler has nothing new to offer (a small space, fully explored).
 MAX_REPEATS = 1000
 
 
@@ -97,7 +97,9 @@ def tune(
 
     ``effort`` sets the budget (EFFORTS: evaluations and seconds, whichever ends first);
     ``n_trials`` and ``timeout`` replace it, like ``study.optimize``'s. Evaluations count
-    distinct configs: a config proposed again is told its earlier result for free.
+    distinct configs: a config proposed again is told its earlier result for free, and one
+    that the space's constraint rejects ends PRUNED (user attr ``failure`` = "rejected")
+    without counting.
     """
     if effort not in EFFORTS:
         raise ValueError(f"effort: {effort!r} is not one of {', '.join(EFFORTS)}")
@@ -131,7 +133,8 @@ def _search(study: optuna.Study, objective: KernelObjective, budget: float,
     soon as it is timed. Configs evaluated before are told their result without a run."""
     space = objective.space
     known = {_key(t.user_attrs["config"]): t for t in study.trials
-             if t.state.is_finished() and "config" in t.user_attrs}
+             if t.state.is_finished() and "config" in t.user_attrs
+             and t.user_attrs.get("failure") != "rejected"}
     evaluated = sum(1 for t in known.values() if "duplicate_of" not in t.user_attrs)
     running: dict[Future, tuple[optuna.Trial, str]] = {}
     waiting: dict[str, list[optuna.Trial]] = {}  # repeats of a config being evaluated
@@ -144,7 +147,13 @@ def _search(study: optuna.Study, objective: KernelObjective, budget: float,
             while (len(running) < objective.in_flight and evaluated + len(running) < budget
                    and time.monotonic() < deadline and repeats < MAX_REPEATS):
                 trial = study.ask()
-                key = _key(space.suggest(trial).to_json())
+                config = space.suggest(trial)
+                if not space.allows(config):  # rejected before compiling: not counted
+                    repeats += 1
+                    trial.set_user_attr("failure", "rejected")
+                    study.tell(trial, state=TrialState.PRUNED)
+                    continue
+                key = _key(config.to_json())
                 if key in known or key in waiting:
                     repeats += 1
                     if key in known:

@@ -277,3 +277,14 @@ def test_stock_samplers_model_every_ordered_parameter(name, caplog):
 
 def _cost(config: Config) -> float:
     return abs(config.block_sizes[0] - 64) + config.num_warps + config.num_stages
+
+
+def test_constraint_rejects_configs():
+    space = ConfigSpace({"BLOCK": PowerOfTwo(16, 256), "num_warps": PowerOfTwo(1, 8)},
+                        constraint=lambda c: c["BLOCK"] * c.num_warps <= 256)
+    assert space.allows(Config(BLOCK=64, num_warps=4))
+    assert not space.allows(Config(BLOCK=256, num_warps=2))
+    with pytest.raises(InvalidConfig, match="rejected by the space's constraint"):
+        space.validate(Config(BLOCK=256, num_warps=2))
+    for seed in range(20):
+        assert space.allows(space.random_config(random.Random(seed)))

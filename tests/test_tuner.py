@@ -120,3 +120,23 @@ def test_a_script_without_main_guard_tunes(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("SCRIPT BODY RAN") == 1
     assert "BEST" in out.stdout
+
+
+def test_configs_the_space_rejects_are_not_counted():
+    space = ho_space_with_constraint()
+    result = tune(fk.launch, args(), space=space, n_trials=4, sampler="random", seed=1,
+                  reference=lambda x, y: x + y)
+    evaluated = [t for t in result.study.trials if t.state != TrialState.PRUNED
+                 and "duplicate_of" not in t.user_attrs]
+    rejected = [t for t in result.study.trials if t.state == TrialState.PRUNED]
+    assert len(evaluated) == 4 and rejected
+    assert all(t.user_attrs["failure"] == "rejected" for t in rejected)
+    assert all(Config.from_json(t.user_attrs["config"])["BLOCK"] <= 64 for t in evaluated)
+    assert result.config["BLOCK"] <= 64
+
+
+def ho_space_with_constraint():
+    from helion_optuna import ConfigSpace
+
+    return ConfigSpace(dict(fk.SPACE.fragments, MODE=fk.SPACE.fragments["MODE"]),
+                       constraint=lambda c: c["BLOCK"] <= 64 and c["MODE"] in (fk.OK, fk.WRONG))
