@@ -4,7 +4,8 @@ Kernels: matmul 4096^3 bf16 (examples/matmul.py) and row softmax 4096x16384 bf16
 (examples/softmax.py). Rows: each sampler of --samplers at the first effort of --efforts, and
 the default sampler also at the other efforts; by default quick and full for "de" (the
 default), and quick for "tpe", "cmaes" and "random". For each row: the tuning's wall time,
-the distinct configs it evaluated (trials without the user attr "duplicate_of"), how many
+the distinct configs it evaluated (trials neither repeats, user attr "duplicate_of", nor
+rejected by the space before compiling, PRUNED), how many
 failed, configs per second, the best config's time, and the reference (torch.matmul,
 torch.softmax) timed in the same run with triton.testing.do_bench (median).
 
@@ -130,13 +131,15 @@ def run_row(case: Case, effort: str, sampler: str, run: str, storage: str,
                 os.environ.pop("TRITON_CACHE_DIR", None)
             else:
                 os.environ["TRITON_CACHE_DIR"] = saved
-    distinct = [t for t in result.study.trials if "duplicate_of" not in t.user_attrs]
+    distinct = [t for t in result.study.trials if "duplicate_of" not in t.user_attrs
+                and t.state != TrialState.PRUNED]  # PRUNED: rejected before compiling
     failed = [t for t in distinct if t.state == TrialState.FAIL]
     ref_ms = bench(lambda: case.baseline(*case.args))
     return {
         "run": run, "kernel": case.name, "shape": case.shape, "effort": effort,
         "sampler": sampler, "study_name": study_name, "wall_s": round(wall, 2),
         "evaluated": len(distinct), "trials": len(result.study.trials),
+        "rejected": sum(t.state == TrialState.PRUNED for t in result.study.trials),
         "failures": len(failed),
         "failure_kinds": dict(collections.Counter(t.user_attrs.get("failure", "?")
                                                   for t in failed)),

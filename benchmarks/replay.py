@@ -278,19 +278,20 @@ def run_one(task: tuple) -> dict:
             run_optuna(space, name, seed, budget, trace)
     except RunTimeout:
         trace.stop = "timeout"
-    except Exception as e:  # recorded, retried on the next invocation
+    except Exception as e:  # a sampler that crashes: scored like a timeout, not retried
         trace.stop = f"error: {type(e).__name__}: {e}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     wall = time.perf_counter() - start
     fails = sum(isinstance(space.records[k][0], str) for k in trace.seq)
+    finished = trace.stop in ("budget", "ask-cap", "strategy-ended")
     return {
         "sampler": name,
         "space": short,
         "seed": seed,
         "budget": budget,
         "max_seconds": max_seconds,
-        "finished": trace.stop in ("budget", "ask-cap", "strategy-ended"),
+        "finished": finished,
         "stop": trace.stop,
         "n_evals": len(trace.seq),
         "asks": None if name.startswith(("kt:", "ktc:")) else trace.asks,
@@ -298,8 +299,8 @@ def run_one(task: tuple) -> dict:
         "invalid": trace.invalid,
         "fails": fails,
         "wall_s": round(wall, 3),
-        "metrics": metrics(space, trace.seq, budgets, trace.stop == "timeout"),
-        "t95_s": t95_text(t95(space, trace.seq, trace.stop != "timeout")),
+        "metrics": metrics(space, trace.seq, budgets, not finished),
+        "t95_s": t95_text(t95(space, trace.seq, finished)),
         "seq": trace.seq,
     }
 
@@ -314,8 +315,8 @@ def random_best(space: Space, t: int) -> float:
 
 
 def metrics(space: Space, seq: list[str], budgets: list[int], cut_short: bool) -> dict:
-    """Per budget t: best valid time F_t, ratio opt/F_t and P_t. None where a run stopped by the
-    time limit did not reach t; a run with no valid time counts as the worst valid time."""
+    """Per budget t: best valid time F_t, ratio opt/F_t and P_t. None where a run cut short (time
+    limit or error) did not reach t; a run with no valid time counts as the worst valid time."""
     out = {}
     for t in budgets:
         if cut_short and len(seq) < t:
@@ -350,13 +351,13 @@ def t95_text(x: float | None) -> float | str | None:
 def read_records(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as f:
+    with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def keep_record(r: dict, budget: int, max_seconds: float | None) -> bool:
-    """A run already in the file is skipped, unless it errored or timed out under a lower limit."""
-    if r["budget"] != budget or r["stop"].startswith("error"):
+    """A run already in the file is skipped, unless it timed out under a lower limit."""
+    if r["budget"] != budget:
         return False
     if r["stop"] == "timeout":
         return max_seconds is not None and max_seconds <= (r["max_seconds"] or 0)
@@ -382,7 +383,7 @@ def table(records: list[dict], spaces: list[str], t: int) -> str:
     """One row per sampler at budget t, sorted by the aggregate P (mean over spaces and seeds)."""
     runs = {}
     for r in latest(records).values():
-        if r["space"] in spaces and not r["stop"].startswith("error"):
+        if r["space"] in spaces:
             runs.setdefault(r["sampler"], []).append(r)
     rows = []
     for name, rs in runs.items():
@@ -390,12 +391,12 @@ def table(records: list[dict], spaces: list[str], t: int) -> str:
         for short in spaces:
             space = load_space(short)
             mine = [r for r in rs if r["space"] == short]
-            got = [metrics(space, r["seq"], [t], r["stop"] == "timeout")[str(t)] for r in mine]
+            got = [metrics(space, r["seq"], [t], not r["finished"])[str(t)] for r in mine]
             got = [m for m in got if m is not None]
             ratio, p = [m["ratio"] for m in got], [m["P"] for m in got]
             all_ratio, all_p = all_ratio + ratio, all_p + p
             cells += [mean(ratio), mean(p)]
-        t95s = [t95(load_space(r["space"]), r["seq"], r["stop"] != "timeout") for r in rs]
+        t95s = [t95(load_space(r["space"]), r["seq"], r["finished"]) for r in rs]
         t95s = [x for x in t95s if x is not None]
         med = fmt(statistics.median(t95s), 0) if t95s else "-"
         reached = f"{len(all_p)}/{len(rs)}" + ("*" if len(all_p) < len(rs) else "")
@@ -527,7 +528,7 @@ def main(argv=None) -> None:
         print(table(records, spaces, t))
     print(
         "\n* runs: runs that reached the budget / runs; means are over runs that reached it "
-        "(a run stopped by --max-seconds is left out where it had not reached t)."
+        "(a run stopped by --max-seconds or an error is left out where it had not reached t)."
     )
     print()
     print(stats_table(records, spaces))
