@@ -2,7 +2,8 @@
 
 The space is Helion's vocabulary, not a hand-picked list: tile sizes (block_sizes), the L2
 grouping of tiles (l2_groupings), num_warps, num_stages, flat or persistent programs
-(pid_type) and pointer or TMA tensor-descriptor loads (indexing).
+(pid_type), pointer or TMA tensor-descriptor loads (indexing) and warp specialization of the
+K loop (range_warp_specializes).
 
 Run: python examples/matmul.py   (GPU: 4096^3 bf16; CPU: 128^3 float32 in the interpreter)
 """
@@ -34,13 +35,14 @@ SPACE = ho.ConfigSpace({
     "num_stages": ho.Integer(1, 6, default=3),
     "pid_type": ho.Enum(["flat", "persistent_interleaved"]),
     "indexing": ho.Enum(["pointer", "tensor_descriptor"]),
+    "range_warp_specializes": ho.ListOf(ho.Boolean(), 1),  # the K loop
 }, constraint=fits_in_shared_memory)
 
 
 @triton.jit
 def matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                GROUP_M: tl.constexpr, TMA: tl.constexpr):
+                GROUP_M: tl.constexpr, TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
     # tiles grouped along M for L2 reuse (as in Triton's matmul tutorial)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
@@ -52,7 +54,7 @@ def matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
+    for k in tl.range(0, tl.cdiv(K, BLOCK_K), warp_specialize=WARP_SPECIALIZE):
         if TMA:
             a = a_desc.load([pid_m * BLOCK_M, k * BLOCK_K])
             b = b_desc.load([k * BLOCK_K, pid_n * BLOCK_N])
@@ -75,7 +77,7 @@ def matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
 def matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   GROUP_M: tl.constexpr, PROGRAMS: tl.constexpr, PERSISTENT: tl.constexpr,
-                  TMA: tl.constexpr):
+                  TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
     a_desc = None
     b_desc = None
     c_desc = None
@@ -87,10 +89,10 @@ def matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
         num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
         for tile in tl.range(tl.program_id(0), num_tiles, PROGRAMS, flatten=True):
             matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
-                        BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA)
+                        BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA, WARP_SPECIALIZE)
     else:  # one tile per program
         matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tl.program_id(0), M, N, K,
-                    BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA)
+                    BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA, WARP_SPECIALIZE)
 
 
 def programs(tiles: int, config: ho.Config) -> int:
@@ -113,6 +115,7 @@ def matmul(config: ho.Config, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a, b, c, m, n, k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         GROUP_M=config.l2_groupings[0], PROGRAMS=n_programs,
         PERSISTENT=config.pid_type != "flat", TMA=config.indexing == "tensor_descriptor",
+        WARP_SPECIALIZE=config.range_warp_specializes[0],
         num_warps=config.num_warps, num_stages=config.num_stages)
     return c
 
