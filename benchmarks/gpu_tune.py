@@ -151,7 +151,7 @@ def run_row(case: Case, effort: str, sampler: str, run: str, storage: str,
                                   lambda: case.baseline(*case.args))
     return {
         "run": run, "kernel": case.name, "shape": case.shape, "effort": effort,
-        "sampler": sampler, "study_name": study_name, "wall_s": round(wall, 2),
+        "sampler": sampler, "seed": seed, "study_name": study_name, "wall_s": round(wall, 2),
         "evaluated": len(distinct), "trials": len(result.study.trials),
         "rejected": sum(t.state == TrialState.PRUNED for t in result.study.trials),
         "failures": len(failed),

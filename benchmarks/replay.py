@@ -15,6 +15,11 @@ the sequence of configurations they evaluated, with the same rules. `ktc:<name>`
 `kernel_tuner.interface.tune_cache`, whose inferred restrictions drop the failed configurations
 from the space (only the convolution space has any), as a reference.
 
+A sampler name with the suffix `/cat` (e.g. `de/cat`) runs that Optuna sampler with every
+two-valued parameter as a categorical instead of an ordered integer: how it copes with
+Boolean and Enum knobs (pid_type, indexing, warp specialization ...), which the three spaces
+otherwise lack.
+
 Metrics at budget t: ratio = opt / F_t (F_t: best valid time in the first t evaluations) and
 P_t = (B_t - F_t) / (B_t - opt), with B_t the expected best of t random draws without replacement;
 t95 = simulated tuning seconds (compile + benchmark + framework time of the distinct configurations
@@ -50,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.distributions import IntDistribution
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,8 +175,12 @@ class Trace:
 
 
 def run_optuna(space: Space, name: str, seed: int, budget: int, trace: Trace) -> None:
-    study = optuna.create_study(direction="minimize", sampler=SAMPLERS[name](seed))
+    sampler, _, variant = name.partition("/")
+    study = optuna.create_study(direction="minimize", sampler=SAMPLERS[sampler](seed))
     dists = {n: IntDistribution(0, len(space.values[i]) - 1) for i, n in enumerate(space.names)}
+    if variant == "cat":  # two-valued parameters as categoricals, like Boolean and Enum
+        dists = {n: CategoricalDistribution([0, 1]) if d.high == 1 else d
+                 for n, d in dists.items()}
     while len(trace.seq) < budget:
         if trace.asks >= ASK_FACTOR * budget:
             trace.stop = "ask-cap"
@@ -472,7 +481,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def usable(names: list[str]) -> list[str]:
     ok = []
     for name in names:
-        if name in ALL_SAMPLERS:
+        if name.partition("/")[0] in ALL_SAMPLERS:
             try:
                 if name == "de":
                     _de(0)

@@ -2,8 +2,11 @@
 
 The space is Helion's vocabulary, not a hand-picked list: tile sizes (block_sizes), the L2
 grouping of tiles (l2_groupings), num_warps, num_stages, flat or persistent programs
-(pid_type), pointer or TMA tensor-descriptor loads (indexing) and warp specialization of the
-K loop (range_warp_specializes).
+(pid_type), pointer or TMA tensor-descriptor loads (indexing), warp specialization of the
+outermost loop (range_warp_specializes: the tile loop of a persistent kernel, else the K
+loop), flattening of the persistent tile loop into its K loop (range_flattens: the next
+tile's loads start while this tile's epilogue runs), and one user key, epilogue_subtile
+(store the tile in two halves, which halves the epilogue's shared memory).
 
 Run: python examples/matmul.py   (GPU: 4096^3 bf16; CPU: 128^3 float32 in the interpreter)
 """
@@ -35,22 +38,27 @@ SPACE = ho.ConfigSpace({
     "num_stages": ho.Integer(1, 6, default=3),
     "pid_type": ho.Enum(["flat", "persistent_interleaved"]),
     "indexing": ho.Enum(["pointer", "tensor_descriptor"]),
-    "range_warp_specializes": ho.ListOf(ho.Boolean(), 1),  # the K loop
+    "range_warp_specializes": ho.ListOf(ho.Boolean(), 1),  # the outermost loop
+    "range_flattens": ho.ListOf(ho.Boolean(), 1),  # the persistent tile loop
+    "epilogue_subtile": ho.Boolean(),
 }, constraint=fits_in_shared_memory)
 
 
 @triton.jit
-def matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                GROUP_M: tl.constexpr, TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
-    # tiles grouped along M for L2 reuse (as in Triton's matmul tutorial)
+def tile_coordinates(tile, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     GROUP_M: tl.constexpr):
+    """Tiles grouped along M for L2 reuse, as in Triton's matmul tutorial."""
     num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    in_group = GROUP_M * num_pid_n
+    in_group = GROUP_M * tl.cdiv(N, BLOCK_N)
     first_m = tile // in_group * GROUP_M
     group_m = min(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + tile % in_group % group_m
-    pid_n = tile % in_group // group_m
+    return first_m + tile % in_group % group_m, tile % in_group // group_m
+
+
+@triton.jit
+def tile_product(a_ptr, b_ptr, a_desc, b_desc, pid_m, pid_n, M, N, K,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -65,34 +73,63 @@ def matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
             b = tl.load(b_ptr + offs_k[:, None] * N + offs_n[None, :],
                         mask=(offs_k[:, None] < K) & (offs_n[None, :] < N), other=0.0)
         acc = tl.dot(a, b, acc)
-    c = acc.to(c_ptr.dtype.element_ty)
+    return acc
+
+
+@triton.jit
+def store_tile(c_ptr, c_desc, c, pid_m, pid_n, M, N, BLOCK_M: tl.constexpr,
+               BLOCK_N: tl.constexpr, TMA: tl.constexpr):
     if TMA:
         c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], c)
     else:
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         tl.store(c_ptr + offs_m[:, None] * N + offs_n[None, :], c,
                  mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+@triton.jit
+def epilogue(c_ptr, c_desc, acc, pid_m, pid_n, M, N, BLOCK_M: tl.constexpr,
+             BLOCK_N: tl.constexpr, TMA: tl.constexpr, SUBTILE: tl.constexpr):
+    if SUBTILE:  # two halves of BLOCK_N // 2 columns
+        halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+        left, right = tl.split(halves)
+        store_tile(c_ptr, c_desc, left.to(c_ptr.dtype.element_ty), pid_m, pid_n * 2, M, N,
+                   BLOCK_M, BLOCK_N // 2, TMA)
+        store_tile(c_ptr, c_desc, right.to(c_ptr.dtype.element_ty), pid_m, pid_n * 2 + 1, M,
+                   N, BLOCK_M, BLOCK_N // 2, TMA)
+    else:
+        store_tile(c_ptr, c_desc, acc.to(c_ptr.dtype.element_ty), pid_m, pid_n, M, N,
+                   BLOCK_M, BLOCK_N, TMA)
 
 
 @triton.jit
 def matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   GROUP_M: tl.constexpr, PROGRAMS: tl.constexpr, PERSISTENT: tl.constexpr,
-                  TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
+                  TMA: tl.constexpr, WARP_SPECIALIZE: tl.constexpr, FLATTEN: tl.constexpr,
+                  SUBTILE: tl.constexpr):
     a_desc = None
     b_desc = None
     c_desc = None
     if TMA:
         a_desc = tl.make_tensor_descriptor(a_ptr, [M, K], [K, 1], [BLOCK_M, BLOCK_K])
         b_desc = tl.make_tensor_descriptor(b_ptr, [K, N], [N, 1], [BLOCK_K, BLOCK_N])
-        c_desc = tl.make_tensor_descriptor(c_ptr, [M, N], [N, 1], [BLOCK_M, BLOCK_N])
+        c_desc = tl.make_tensor_descriptor(c_ptr, [M, N], [N, 1],
+                                           [BLOCK_M, BLOCK_N // 2 if SUBTILE else BLOCK_N])
     if PERSISTENT:  # PROGRAMS programs stride over the tiles
         num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
-        for tile in tl.range(tl.program_id(0), num_tiles, PROGRAMS, flatten=True):
-            matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tile, M, N, K,
-                        BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA, WARP_SPECIALIZE)
+        for tile in tl.range(tl.program_id(0), num_tiles, PROGRAMS, flatten=FLATTEN,
+                             warp_specialize=WARP_SPECIALIZE):
+            pid_m, pid_n = tile_coordinates(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+            acc = tile_product(a_ptr, b_ptr, a_desc, b_desc, pid_m, pid_n, M, N, K,
+                               BLOCK_M, BLOCK_N, BLOCK_K, TMA, False)
+            epilogue(c_ptr, c_desc, acc, pid_m, pid_n, M, N, BLOCK_M, BLOCK_N, TMA, SUBTILE)
     else:  # one tile per program
-        matmul_tile(a_ptr, b_ptr, c_ptr, a_desc, b_desc, c_desc, tl.program_id(0), M, N, K,
-                    BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, TMA, WARP_SPECIALIZE)
+        pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        acc = tile_product(a_ptr, b_ptr, a_desc, b_desc, pid_m, pid_n, M, N, K,
+                           BLOCK_M, BLOCK_N, BLOCK_K, TMA, WARP_SPECIALIZE)
+        epilogue(c_ptr, c_desc, acc, pid_m, pid_n, M, N, BLOCK_M, BLOCK_N, TMA, SUBTILE)
 
 
 def programs(tiles: int, config: ho.Config) -> int:
@@ -115,7 +152,8 @@ def matmul(config: ho.Config, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a, b, c, m, n, k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         GROUP_M=config.l2_groupings[0], PROGRAMS=n_programs,
         PERSISTENT=config.pid_type != "flat", TMA=config.indexing == "tensor_descriptor",
-        WARP_SPECIALIZE=config.range_warp_specializes[0],
+        WARP_SPECIALIZE=config.range_warp_specializes[0], FLATTEN=config.range_flattens[0],
+        SUBTILE=config["epilogue_subtile"],
         num_warps=config.num_warps, num_stages=config.num_stages)
     return c
 

@@ -106,6 +106,9 @@ class KernelObjective:
         self.timeout_s = timeout_s
         task = _Task(launch, tuple(args), reference, space.default_config(), rtol, atol)
         self._task = pickling.dumps(task)
+        # Compile workers get the arguments' shapes, not their data (see _Unfilled).
+        self._compile_task = pickling.dumps(
+            _Task(launch, tuple(map(_Unfilled.of, args)), None, task.default, rtol, atol))
         #: Compile workers; up to ``in_flight`` configs are compiling or waiting to be timed.
         self.batch_size = compile_workers or os.cpu_count() or 1
         self.in_flight = self.batch_size + 2
@@ -128,7 +131,7 @@ class KernelObjective:
         """Start evaluating ``config``: it compiles on the next idle compile worker, then
         waits for the timing worker. The Result comes through the future."""
         if self._compilers is None:
-            self._compilers = Pool(self._task, "compile", self.batch_size)
+            self._compilers = Pool(self._compile_task, "compile", self.batch_size)
             self._timer = Worker(self._task, "time")
             self._timing = ThreadPoolExecutor(1)
             self._timing.submit(self._timer.start)  # its start overlaps the first compiles
@@ -205,6 +208,7 @@ class _Task:
     atol: float | None
 
     def prepare(self, role: str) -> None:
+        self.args = tuple(a.make() if isinstance(a, _Unfilled) else a for a in self.args)
         if role == "time":
             self.pristine = _clone(self.args)
             ref = self.reference or (lambda *a: self.launch(self.default, *a))
@@ -261,6 +265,37 @@ class _Task:
         summary = {"median": statistics.median(times), "min": times[0], "max": times[-1],
                    "n": len(times)}
         return Result(ms=summary["median"], samples={k: round(v, 6) for k, v in summary.items()})
+
+
+@dataclass(frozen=True)
+class _Unfilled:
+    """A tensor argument without its data, for the compile workers: Triton specializes a
+    kernel on dtypes, shapes, strides and the alignment of data pointers, never on values,
+    so sending the data to every compile worker would only cost time and device memory.
+    The storage offset is kept, so pointers keep their alignment."""
+
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    storage_offset: int
+    storage_elements: int
+    dtype: Any
+    device: str
+
+    @staticmethod
+    def of(arg: Any) -> Any:
+        import torch
+
+        if not isinstance(arg, torch.Tensor):
+            return arg
+        elements = arg.untyped_storage().nbytes() // arg.element_size()
+        return _Unfilled(tuple(arg.shape), arg.stride(), arg.storage_offset(), elements,
+                         arg.dtype, str(arg.device))
+
+    def make(self) -> Any:
+        import torch
+
+        storage = torch.empty(self.storage_elements, dtype=self.dtype, device=self.device)
+        return storage.as_strided(self.size, self.stride, self.storage_offset)
 
 
 def _forward(source: Future, target: Future) -> None:

@@ -1,4 +1,5 @@
 import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -140,3 +141,16 @@ def ho_space_with_constraint():
 
     return ConfigSpace(dict(fk.SPACE.fragments, MODE=fk.SPACE.fragments["MODE"]),
                        constraint=lambda c: c["BLOCK"] <= 64 and c["MODE"] in (fk.OK, fk.WRONG))
+
+
+def test_compile_workers_get_tensors_of_the_same_layout_without_data():
+    from helion_optuna.objective import _Unfilled
+
+    base = torch.arange(64.0).reshape(8, 8)
+    for arg in (base, base[1:, ::2], base.t(), base[3]):
+        shell = _Unfilled.of(arg)
+        assert len(pickle.dumps(shell)) < 1000  # no data travels
+        made = shell.make()
+        assert (made.shape, made.stride(), made.storage_offset(), made.dtype) == \
+            (arg.shape, arg.stride(), arg.storage_offset(), arg.dtype)
+    assert _Unfilled.of(3) == 3

@@ -180,7 +180,9 @@ class DifferentialEvolutionSampler(BaseSampler):
                        encoding: Encoding) -> np.ndarray:
         """log l(x) - log g(x) for each row, as TPE scores a point: l and g are Parzen
         estimates, one independent kernel per parameter, over the best feasible trials and
-        over (a sample of at most _BAD of) the others."""
+        over (a sample of at most _BAD of) the others. Ordered parameters only: a
+        categorical level that the best few trials lack would lose every screening and
+        vanish from the population for good (measured: benchmarks/RESULTS.md, "/cat")."""
         n_good = min(max(1, math.ceil(0.1 * finished.feasible)), 25)
         good = [finished.trials[i] for _, i in finished.by_rank[:n_good]]
         others = finished.by_rank[n_good:]
@@ -189,8 +191,9 @@ class DifferentialEvolutionSampler(BaseSampler):
         good_points = np.array([e[1] for e in good])
         bad_points = np.array([finished.trials[i][1] for _, i in others]).reshape(
             -1, rows.shape[1])
+        ordered = ~encoding.categorical
         return (_log_density(rows, good_points, encoding)
-                - _log_density(rows, bad_points, encoding)).sum(1)
+                - _log_density(rows, bad_points, encoding))[:, ordered].sum(1)
 
     def _neighbours(self, members: list[tuple], encoding: Encoding) -> np.ndarray:
         """Good members with one or two parameters redrawn at random, on the grid."""
