@@ -1,14 +1,25 @@
-"""Per-trial overhead of a sampler: ask + tell on an in-memory study, no objective cost.
+"""Per-trial overhead: of a sampler (ask + tell on an in-memory study), and of the tuner.
 
-    python benchmarks/overhead.py                 # DE and TPE, 1,000 trials
+    python benchmarks/overhead.py                 # samplers: DE and TPE, 1,000 trials
     python benchmarks/overhead.py --trials 500 --samplers de
+    python benchmarks/overhead.py --samplers de --storage sqlite:///stock.db  # stock Optuna
+    python benchmarks/overhead.py --tuner --samplers de   # tune() on the default storage
 
 The space has ten integer parameters and one categorical, like a small kernel space. The
 objective is a cheap function with one optimum, so the population converges as in tuning.
+
+``--tuner`` runs ``tune()`` with the same objective in place of compiling and timing kernels
+(a stub KernelObjective that answers at once), on a fresh default storage (an SQLite file in a
+temporary HELION_CACHE_DIR): everything a trial costs besides the kernel (sampler, storage,
+bookkeeping), in wall time per trial.
 """
 
 import argparse
+import os
+import tempfile
 import time
+from concurrent.futures import Future
+from unittest import mock
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -24,30 +35,83 @@ SPACE = {f"x{i}": IntDistribution(0, 9) for i in range(10)}
 SPACE["kind"] = CategoricalDistribution(["a", "b", "c"])
 
 
-def per_trial_ms(make_sampler, trials: int) -> tuple[float, float]:
+def cost(params) -> float:
+    return sum((params[f"x{i}"] - 3) ** 2 for i in range(10)) + (params["kind"] != "b")
+
+
+def per_trial_ms(make_sampler, trials: int, storage: str | None) -> tuple[float, float]:
     """CPU and wall milliseconds per trial (CPU time is what a busy machine does not
-    inflate)."""
-    study = optuna.create_study(sampler=make_sampler())
+    inflate), on a new study in ``storage`` (stock Optuna's; None: in memory)."""
+    study = optuna.create_study(sampler=make_sampler(), storage=storage)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(trials):
         trial = study.ask(SPACE)
-        params = trial.params
-        study.tell(trial, sum((params[f"x{i}"] - 3) ** 2 for i in range(10))
-                   + (params["kind"] != "b"))
+        study.tell(trial, cost(trial.params))
     return ((time.process_time() - cpu) / trials * 1000,
             (time.perf_counter() - start) / trials * 1000)
+
+
+class InstantObjective:
+    """KernelObjective's interface, answering at once with ``cost`` of the config."""
+
+    def __init__(self, launch, args, *, space, **options) -> None:
+        from helion_optuna.objective import Result
+
+        self.space, self.in_flight, self._result = space, (os.cpu_count() or 1) + 2, Result
+
+    def submit(self, config, rep_ms: float = 0.0) -> Future:
+        future: Future = Future()
+        future.set_result(self._result(ms=cost(config), samples={"median": cost(config)}))
+        return future
+
+    def evaluate(self, configs, rep_ms: float = 0.0) -> list:
+        return [self.submit(c).result() for c in configs]
+
+    retime = evaluate
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def tuner_per_trial_ms(sampler: str, trials: int) -> tuple[float, float, int]:
+    """CPU and wall milliseconds per trial of ``tune()`` with InstantObjective, and the
+    number of trials, on the default storage in a fresh cache directory."""
+    import helion_optuna as ho
+
+    space = ho.ConfigSpace({**{f"x{i}": ho.Integer(0, 9) for i in range(10)},
+                            "kind": ho.Enum(["a", "b", "c"])})
+    with tempfile.TemporaryDirectory() as cache, \
+            mock.patch.dict(os.environ, {"HELION_CACHE_DIR": cache}), \
+            mock.patch("helion_optuna.tuner.KernelObjective", InstantObjective):
+        os.environ.pop("HELION_OPTUNA_STORAGE", None)
+        start, cpu = time.perf_counter(), time.process_time()
+        result = ho.tune(lambda config: None, (), space=space, sampler=sampler,
+                         n_trials=trials, seed=0)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        n = len(result.study.get_trials(deepcopy=False))
+    return cpu / n * 1000, wall / n * 1000, n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--samplers", default="de,tpe,random")
+    parser.add_argument("--storage", help="samplers: a storage URL for stock Optuna (default: "
+                                          "in memory)")
+    parser.add_argument("--tuner", action="store_true",
+                        help="tune()'s loop on the default SQLite storage")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"{'sampler':>8}  {'trials':>6}  {'CPU ms/trial':>12}  {'wall ms/trial':>13}")
     for name in args.samplers.split(","):
-        cpu, wall = per_trial_ms(SAMPLERS[name], args.trials)
-        print(f"{name:>8}  {args.trials:>6}  {cpu:>12.2f}  {wall:>13.2f}")
+        if args.tuner:
+            cpu, wall, n = tuner_per_trial_ms(name, args.trials)
+        else:
+            (cpu, wall), n = per_trial_ms(SAMPLERS[name], args.trials, args.storage), args.trials
+        print(f"{name:>8}  {n:>6}  {cpu:>12.2f}  {wall:>13.2f}")
 
 
 if __name__ == "__main__":

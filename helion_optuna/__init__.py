@@ -1,5 +1,6 @@
 """helion_optuna: GPU-kernel autotuning for Triton and Helion kernels on Optuna."""
 
+from helion_optuna.cache import LocalAutotuneCache, StrictLocalAutotuneCache
 from helion_optuna.config import Config, InvalidConfig
 from helion_optuna.decorator import autotune
 from helion_optuna.fragments import (
@@ -14,6 +15,7 @@ from helion_optuna.fragments import (
 )
 from helion_optuna.objective import KernelObjective
 from helion_optuna.space import ConfigSpace
+from helion_optuna.storage import StorageError
 from helion_optuna.tuner import TuneResult, tune
 
 __version__ = "0.1.0"
@@ -29,8 +31,11 @@ __all__ = [
     "InvalidConfig",
     "KernelObjective",
     "ListOf",
+    "LocalAutotuneCache",
     "Permutation",
     "PowerOfTwo",
+    "StorageError",
+    "StrictLocalAutotuneCache",
     "TuneResult",
     "autotune",
     "tune",

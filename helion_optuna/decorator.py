@@ -19,7 +19,7 @@ from triton.runtime.interpreter import InterpretedFunction
 from helion_optuna.config import FIELDS, Config, InvalidConfig
 from helion_optuna.fragments import Integer
 from helion_optuna.space import ConfigSpace
-from helion_optuna.tuner import tune
+from helion_optuna.tuner import CACHES, tune
 
 _LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
@@ -30,6 +30,7 @@ def autotune(
     *,
     effort: str = "quick",
     sampler: Any = None,
+    cache: str | None = "loose",
     storage: Any = None,
     reference: Callable[..., Any] | None = None,
     rtol: float | None = None,
@@ -42,19 +43,24 @@ def autotune(
     the best config. ``space`` is a ConfigSpace, or a list of configs (``triton.Config`` or
     ``Config``) as ``triton.autotune`` takes. ``reference(*args)`` runs in place like the
     kernel; without it the default config's results are the reference. ``n_trials`` and
-    ``timeout`` replace the effort's budget, as in :func:`helion_optuna.tune`.
+    ``timeout`` replace the effort's budget, as in :func:`helion_optuna.tune`. ``cache``
+    ("loose", "strict" or None) and ``storage`` keep the results across runs, as in
+    :func:`helion_optuna.tune`, keyed by the kernel, its grid and ``key``'s values.
     """
+    if cache is not None and cache not in CACHES:
+        raise ValueError(f"cache: {cache!r} is not one of 'loose', 'strict', None")
+
     def decorate(kernel: Any) -> Autotuned:
         return Autotuned(kernel, space, tuple(key), dict(
-            effort=effort, sampler=sampler, storage=storage, rtol=rtol, atol=atol,
-            n_trials=n_trials, timeout=timeout),
-            reference)
+            effort=effort, sampler=sampler, rtol=rtol, atol=atol, n_trials=n_trials,
+            timeout=timeout), reference, cache, storage)
     return decorate
 
 
 class Autotuned:
     def __init__(self, kernel: Any, space: ConfigSpace | Sequence[Any], key: tuple[str, ...],
-                 options: dict[str, Any], reference: Callable[..., Any] | None) -> None:
+                 options: dict[str, Any], reference: Callable[..., Any] | None,
+                 cache: str | None, storage: Any) -> None:
         self.kernel = kernel
         self.arg_names = list(kernel.arg_names)
         unknown = [k for k in key if k not in self.arg_names]
@@ -73,6 +79,7 @@ class Autotuned:
                 raise InvalidConfig(f"{name}: a Helion Config field, which a Triton kernel "
                                     "does not take; name the kernel's constexprs instead")
         self.key, self.options, self.reference = key, options, reference
+        self.cache, self.storage = cache, storage
         self.best: dict[tuple, Config] = {}
         self.results: dict[tuple, Any] = {}
 
@@ -85,7 +92,7 @@ class Autotuned:
                                "before importing triton")
         key = self._key(args, kwargs)
         if key not in self.best:
-            result = self._tune(args, kwargs, grid)
+            result = self._tune(args, kwargs, grid, key)
             self.results[key] = result
             self.best[key] = result.config
         _launch(self.kernel, grid, kwargs, self._chosen(self.best[key]), *args)
@@ -98,11 +105,13 @@ class Autotuned:
     def _chosen(self, config: Config) -> Config:
         return self.configs[config["config"]] if self.configs else config
 
-    def _tune(self, args: tuple, kwargs: dict, grid: Any) -> Any:
+    def _tune(self, args: tuple, kwargs: dict, grid: Any, key: tuple) -> Any:
         launch = functools.partial(_launch_checked, self.kernel, grid, kwargs, self.configs)
         reference = self.reference and functools.partial(_reference_checked, self.reference)
-        result = tune(launch, args, space=self.space, reference=reference, **self.options)
-        return result
+        # The cache key's arguments are the decorator's key, as triton.autotune's.
+        cache = self.cache and CACHES[self.cache](launch, key, self.space, self.storage)
+        return tune(launch, args, space=self.space, reference=reference, cache=cache,
+                    storage=self.storage, **self.options)
 
 
 def _as_config(c: Any) -> Config:

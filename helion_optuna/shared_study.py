@@ -1,0 +1,156 @@
+"""SharedStudy: one study as the processes that tune it together see it.
+
+Several processes (on one machine, or on machines that share a database) may run the same
+tuning on one study. They spend one budget of evaluations and evaluate each config once:
+
+- A trial that is to evaluate its config gets the system attribute EVALUATION (naming the
+  process) before its config is submitted; only these trials count against the budget,
+  while they run and once they have a result. A trial whose process died (failed by
+  ``fail_stale_trials``: FAIL without a ``failure`` attribute) is lost and counts no more.
+- Processes decide their trials in the order of trial numbers (Optuna numbers trials under a
+  lock): a trial waits until every trial before it is decided. So a decision sees every
+  evaluation before it: the last slot of the budget goes to one trial, and a config already
+  evaluated or being evaluated is not evaluated again; the trial repeats it (user attribute
+  ``duplicate_of``) and is told its result. A trial that this process has seen undecided
+  for GRACE_PERIOD_S belongs to a dead process: it is failed, as lost.
+- The final choice (the leaders timed again) is recorded once per set of evaluations, in the
+  study system attribute ``helion_optuna:choice:<number of the last finished evaluation>``:
+  the first process to record it wins (a unique key in the database), the others adopt it,
+  so processes that end together end with the same config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from helion_optuna.batched_storage import BatchedStorage
+from helion_optuna.config import Config
+from helion_optuna.storage import GRACE_PERIOD_S
+
+#: Trial system attribute: the trial evaluates its config, counted against the budget; its
+#: value names the process ("host:pid").
+EVALUATION = "helion_optuna:evaluation"
+#: Study system attribute (a prefix): the final choice after an evaluation.
+CHOICE = "helion_optuna:choice"
+#: Seconds between two looks at the storage while waiting for another process to decide a
+#: trial: at first, and at most.
+POLL_S, MAX_POLL_S = 0.005, 0.2
+
+
+def process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def config_key(config_json: str) -> str:
+    """One text per distinct Config, whatever the order of its keys."""
+    return json.dumps(json.loads(config_json), sort_keys=True)
+
+
+def is_lost(trial: FrozenTrial) -> bool:
+    """Failed without an evaluation's failure: its process died while it ran."""
+    return trial.state == TrialState.FAIL and "failure" not in trial.user_attrs
+
+
+class SharedStudy:
+    """The evaluations of a study, kept up to date from its storage (a finished trial never
+    changes, so each is read once)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.known: dict[str, FrozenTrial] = {}  # config -> its finished evaluation
+        self.running: dict[str, FrozenTrial] = {}  # config -> its running evaluation
+        self.completed: list[FrozenTrial] = []  # finished evaluations that ran correctly
+        self._undecided: list[FrozenTrial] = []
+        self._undecided_since: dict[int, float] = {}
+        self._read: set[int] = set()  # finished trials read
+        self._frontier = 0  # every trial before it is finished and read
+
+    @property
+    def evaluations(self) -> int:
+        """Evaluations that count against the budget: finished or running."""
+        return len(self.known) + len(self.running)
+
+    @property
+    def best(self) -> float | None:
+        return min((t.value for t in self.completed), default=None)
+
+    def update(self, refresh: bool = False) -> None:
+        """Read the trials that changed; ``refresh`` reads the database even if this process
+        has not created a trial since the last read (see BatchedStorage)."""
+        storage = self.study._storage
+        if refresh and isinstance(storage, BatchedStorage):
+            storage.refresh(self.study._study_id)
+        trials = self.study._get_trials(deepcopy=False, use_cache=not refresh)
+        self.running, self._undecided = {}, []
+        for trial in trials[self._frontier:]:
+            if trial.state.is_finished():
+                self._add_finished(trial)
+            elif EVALUATION in trial.system_attrs:
+                self.running[config_key(trial.user_attrs["config"])] = trial
+            elif "duplicate_of" not in trial.user_attrs:
+                self._undecided.append(trial)
+        while self._frontier < len(trials) and trials[self._frontier].state.is_finished():
+            self._frontier += 1
+
+    def _add_finished(self, trial: FrozenTrial) -> None:
+        if trial.number in self._read:
+            return
+        self._read.add(trial.number)
+        if EVALUATION in trial.system_attrs and not is_lost(trial):
+            self.known[config_key(trial.user_attrs["config"])] = trial
+            if trial.state == TrialState.COMPLETE:
+                self.completed.append(trial)
+
+    def decide(self, trial: optuna.Trial, key: str, budget: float) -> FrozenTrial | bool:
+        """Whether ``trial`` (its config's key: ``key``) evaluates its config: True, False
+        (the budget is spent), or the trial that evaluates or evaluated that config."""
+        self.update()
+        for attempt in itertools.count():
+            now = time.monotonic()
+            before = []
+            for t in self._undecided:
+                if t.number >= trial.number:
+                    continue
+                if now - self._undecided_since.setdefault(t.number, now) < GRACE_PERIOD_S:
+                    before.append(t)
+                else:  # its process died before deciding it
+                    with contextlib.suppress(UpdateFinishedTrialError):
+                        self.study._storage.set_trial_state_values(t._trial_id,
+                                                                   TrialState.FAIL)
+            if not before:
+                break
+            time.sleep(min(POLL_S * 2**attempt, MAX_POLL_S))
+            self.update(refresh=True)
+        holder = self.known.get(key) or self.running.get(key)
+        if holder is not None:
+            return holder
+        return self.evaluations < budget
+
+    def leaders(self, n: int) -> list[FrozenTrial]:
+        """The ``n`` fastest evaluations, fastest first."""
+        return sorted(self.completed, key=lambda t: t.value)[:n]
+
+    def choice(self, choose: Callable[[], dict[str, Any]]) -> tuple[Config, float]:
+        """The final config and time for the evaluations so far: recorded by the first
+        process that got there, else ``choose()``'s (``{"config": ..., "ms": ...}``)."""
+        storage, study_id = self.study._storage, self.study._study_id
+        key = f"{CHOICE}:{max(t.number for t in self.known.values())}"
+        chosen = storage.get_study_system_attrs(study_id).get(key)
+        if chosen is None:
+            chosen = choose()
+            if isinstance(storage, BatchedStorage):
+                chosen = storage.set_study_system_attr_once(study_id, key, chosen)
+            else:  # in memory: this process is alone
+                storage.set_study_system_attr(study_id, key, chosen)
+        return Config.from_json(json.dumps(chosen["config"])), chosen["ms"]

@@ -1,0 +1,37 @@
+import optuna
+import pytest
+import tuning_script
+from databases import SERVERS
+
+import helion_optuna.tuner
+from helion_optuna.storage import open_storage
+
+
+@pytest.fixture(autouse=True)
+def _own_default_storage(tmp_path, monkeypatch):
+    """Each test tunes into a default storage of its own: the cache never carries results
+    from one test (or one run) into another."""
+    monkeypatch.setenv("HELION_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HELION_OPTUNA_STORAGE", raising=False)
+
+
+@pytest.fixture(params=["sqlite", *SERVERS])
+def storage_url(request, tmp_path):
+    """A storage URL on each database. The studies that a test creates on a server are
+    deleted after it (and those it must find absent, before it: ``databases.fresh``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/studies.db"
+        return
+    url = SERVERS[request.param]
+    before = {s.study_name for s in open_storage(url).get_all_studies()}
+    yield url
+    for study in open_storage(url).get_all_studies():
+        if study.study_name not in before:
+            optuna.delete_study(study_name=study.study_name, storage=open_storage(url))
+
+
+@pytest.fixture
+def instant(monkeypatch):
+    """Tunings evaluate configs at once (tuning_script.InstantObjective)."""
+    monkeypatch.setattr(tuning_script, "EVAL_S", 0.0)
+    monkeypatch.setattr(helion_optuna.tuner, "KernelObjective", tuning_script.InstantObjective)

@@ -1,0 +1,110 @@
+"""Several processes tuning one study, and a tuning killed with SIGKILL, on each database."""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import tuning_script
+from databases import fresh
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from helion_optuna import LocalAutotuneCache
+from helion_optuna.shared_study import EVALUATION, config_key, is_lost
+
+SCRIPT = Path(tuning_script.__file__)
+STUDY = LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),), tuning_script.SPACE)
+
+
+def start(url: str, n_trials: int, mode: str, *start_dir: Path,
+          eval_s: float = 0.1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(SCRIPT), url, str(n_trials), mode,
+                             *map(str, start_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TRITON_INTERPRET": "1", "EVAL_S": str(eval_s)})
+
+
+def finish(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    return json.loads(out.splitlines()[-1])
+
+
+@functools.cache
+def plain(url: str) -> RDBStorage:
+    """Stock Optuna's view of the database, read afresh at every call."""
+    return RDBStorage(url)
+
+
+def trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials as stock Optuna reads them (none before the study exists)."""
+    storage = plain(url)
+    try:
+        return storage.get_all_trials(storage.get_study_id_from_name(STUDY.study_name))
+    except KeyError:
+        return []
+
+
+def evaluations(url: str) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials(url) if EVALUATION in t.system_attrs and not is_lost(t)]
+
+
+def test_four_workers_spend_one_budget_on_distinct_configs_and_agree(storage_url, tmp_path):
+    fresh(storage_url, STUDY.study_name)
+    processes = [start(storage_url, 24, "instant", tmp_path) for _ in range(4)]
+    while len(list(tmp_path.glob("ready-*"))) < 4:  # start together
+        assert all(p.poll() is None for p in processes)
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    results = [finish(p) for p in processes]
+    done = evaluations(storage_url)
+    assert len(done) == 24  # one budget, not four
+    assert len({config_key(t.user_attrs["config"]) for t in done}) == 24  # none twice
+    assert len({t.system_attrs[EVALUATION] for t in done}) == 4  # all four took part
+    repeats = [t for t in trials(storage_url) if "duplicate_of" in t.user_attrs]
+    assert repeats  # the random sampler proposed configs twice; they were not evaluated
+    assert all(t.state == TrialState.COMPLETE for t in done)
+    assert not [t for t in trials(storage_url) if t.state == TrialState.RUNNING]
+    # Each process re-times with noise of its own: they agree because they share the choice.
+    assert len({json.dumps(r, sort_keys=True) for r in results}) == 1
+    study = optuna.load_study(study_name=STUDY.study_name, storage=storage_url)
+    assert study.user_attrs["best_config"] == results[0]["config"]
+
+
+@pytest.mark.parametrize("storage_url", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_a_killed_tuning_loses_no_trial_and_the_next_run_finishes_it(storage_url):
+    """SQLite tunes a real kernel (through the interpreter); the servers, InstantObjective."""
+    fresh(storage_url, STUDY.study_name)
+    mode = "kernel" if storage_url.startswith("sqlite") else "instant"
+    process = start(storage_url, 8, mode, eval_s=0.5)
+    deadline = time.monotonic() + 240
+    while len([t for t in evaluations(storage_url) if t.state.is_finished()]) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {t.number: t for t in trials(storage_url)}
+    finished = {n: (t.state, t.value, t.params, t.user_attrs) for n, t in before.items()
+                if t.state.is_finished()}
+    killed = [n for n, t in before.items() if t.state == TrialState.RUNNING]
+    assert killed  # the kill caught trials in flight
+
+    result = finish(start(storage_url, 8, mode, eval_s=0.5))
+    after = {t.number: t for t in trials(storage_url)}
+    assert {n: (after[n].state, after[n].value, after[n].params, after[n].user_attrs)
+            for n in finished} == finished
+    assert all(is_lost(after[n]) for n in killed)  # failed as stale, not counted
+    assert len(evaluations(storage_url)) == 8
+    assert not [t for t in after.values() if t.state == TrialState.RUNNING]
+    cache = LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),),
+                               tuning_script.SPACE, storage=storage_url)
+    assert cache.get().config == result["config"]
