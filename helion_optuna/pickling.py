@@ -48,9 +48,14 @@ def _reduce_kernel(kernel: Any) -> tuple:
 def _rebuild_kernel(fn: Any, filename: str, lines: list[str], options: dict) -> Any:
     import triton
 
+    restore_source(filename, lines)
+    return triton.jit(fn, **{k: v for k, v in options.items() if v is not None})
+
+
+def restore_source(filename: str, lines: list[str]) -> None:
+    """Make ``inspect`` find the shipped source lines of ``filename`` in this process."""
     if lines:
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
-    return triton.jit(fn, **{k: v for k, v in options.items() if v is not None})
 
 
 _Pickler.dispatch_table.maps[0].update({JITFunction: _reduce_kernel,
