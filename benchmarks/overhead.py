@@ -4,6 +4,7 @@
     python benchmarks/overhead.py --trials 500 --samplers de
     python benchmarks/overhead.py --samplers de --storage sqlite:///stock.db  # stock Optuna
     python benchmarks/overhead.py --tuner --samplers de   # tune() on the default storage
+    python benchmarks/overhead.py --cache-hit [--storage URL]  # a cache hit, fresh processes
 
 The space has ten integer parameters and one categorical, like a small kernel space. The
 objective is a cheap function with one optimum, so the population converges as in tuning.
@@ -12,13 +13,24 @@ objective is a cheap function with one optimum, so the population converges as i
 (a stub KernelObjective that answers at once), on a fresh default storage (an SQLite file in a
 temporary HELION_CACHE_DIR): everything a trial costs besides the kernel (sampler, storage,
 bookkeeping), in wall time per trial.
+
+``--cache-hit`` tunes a small Triton kernel into the storage (default: the default storage in
+a temporary HELION_CACHE_DIR; on a machine without a GPU, run with TRITON_INTERPRET=1), then
+runs benchmarks/cache_hit.py ``--runs`` times in fresh processes: the imports, the cache key
+and ``LocalAutotuneCache.get()`` in one, a whole ``tune()`` that hits in another.
 """
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import Future
+from pathlib import Path
 from unittest import mock
 
 import optuna
@@ -95,16 +107,52 @@ def tuner_per_trial_ms(sampler: str, trials: int) -> tuple[float, float, int]:
     return cpu / n * 1000, wall / n * 1000, n
 
 
+def cache_hit_ms(storage: str | None, runs: int) -> dict[str, list[float]]:
+    """Milliseconds of each part of a cache hit in fresh processes (benchmarks/cache_hit.py),
+    ``runs`` of each, on ``storage`` (None: the default storage in a new cache directory)."""
+    script = Path(__file__).with_name("cache_hit.py")
+    url = [storage] if storage else []
+    samples: dict[str, list[float]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "HELION_CACHE_DIR": cache}
+        env.pop("HELION_OPTUNA_STORAGE", None)
+
+        def run(mode: str) -> str:
+            return subprocess.run([sys.executable, str(script), mode, *url], env=env,
+                                  check=True, capture_output=True, text=True).stdout
+
+        study = run("fill").splitlines()[-1]
+        try:
+            for _ in range(runs):
+                for mode in ("lookup", "tune"):
+                    for part, ms in json.loads(run(mode)).items():
+                        samples[part].append(ms)
+        finally:
+            if storage:  # leave a shared database as it was
+                optuna.delete_study(study_name=study, storage=storage)
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--samplers", default="de,tpe,random")
     parser.add_argument("--storage", help="samplers: a storage URL for stock Optuna (default: "
-                                          "in memory)")
+                                          "in memory); --cache-hit: the storage to tune into "
+                                          "(default: the default storage)")
     parser.add_argument("--tuner", action="store_true",
                         help="tune()'s loop on the default SQLite storage")
+    parser.add_argument("--cache-hit", action="store_true",
+                        help="a cache hit in fresh processes: imports, key, lookup, tune()")
+    parser.add_argument("--runs", type=int, default=10, help="--cache-hit: processes of each")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.cache_hit:
+        samples = cache_hit_ms(args.storage, args.runs)
+        print(f"{'ms':<22}  {'median':>7}  {'min':>7}  {'processes':>9}")
+        for part, ms in samples.items():
+            print(f"{part:<22}  {statistics.median(ms):>7.1f}  {min(ms):>7.1f}  {len(ms):>9}")
+        return
     print(f"{'sampler':>8}  {'trials':>6}  {'CPU ms/trial':>12}  {'wall ms/trial':>13}")
     for name in args.samplers.split(","):
         if args.tuner:

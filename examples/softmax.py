@@ -160,9 +160,18 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def main() -> None:
+def example_inputs() -> tuple:
+    """The kernel's grid and arguments for 4096x16384 bf16 (CPU: 64x256 float32), as
+    ``helion-optuna tune examples/softmax.py:softmax_kernel --inputs example_inputs``
+    takes them."""
     (rows, cols), dtype = ((4096, 16384), torch.bfloat16) if GPU else ((64, 256), torch.float32)
     x = torch.randn(rows, cols, device="cuda" if GPU else "cpu", dtype=dtype)
+    y = torch.empty_like(x)
+    return grid, (x, y, rows, cols, x.stride(0), y.stride(0))
+
+
+def main() -> None:
+    _, (x, *_) = example_inputs()
     start = time.perf_counter()
     y = softmax(x)  # tunes
     (result,) = softmax_kernel.results.values()

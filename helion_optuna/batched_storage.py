@@ -17,7 +17,7 @@ flushed trials of a dead process and never a live one's.
 
 It is Optuna's ``_CachedStorage`` (what ``optuna.create_study`` wraps every RDBStorage in)
 with the write path of its own trials replaced, inside one session with RDBStorage's row
-helpers: private Optuna API, which tests/test_storage.py pins down.
+helpers: private Optuna API, which tests/test_storage.py pins down (on Optuna 4.5 to 5.0).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class BatchedStorage(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._pending: dict[int, _Pending] = {}
+        # study -> the distributions of the parameters this process has written
+        self._distributions: dict[int, dict[str, BaseDistribution]] = {}
         self._fresh: set[int] = set()  # studies read since their last trial was created here
         self._heartbeat_thread: threading.Thread | None = None
 
@@ -142,7 +144,7 @@ class BatchedStorage(_CachedStorage):
                                            distribution)
         with self._lock:
             study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
-            known = self._studies[study_id].param_distribution.get(param_name)
+            known = self._distributions.get(study_id, {}).get(param_name)
         if known is not None:
             distributions.check_distribution_compatibility(known, distribution)
         pending.params[param_name] = (param_value_internal, distribution)
@@ -229,8 +231,7 @@ class BatchedStorage(_CachedStorage):
                 self._write_attrs(session, models.TrialSystemAttributeModel, trial_id,
                                   pending.system_attrs, pending, "system")
                 if state is not None:
-                    for objective, value in enumerate(values or []):
-                        backend._set_trial_value_without_commit(session, row, objective, value)
+                    self._write_values(session, trial_id, values or [])
                     row.state = state
                     row.datetime_complete = completed
                 elif not pending.beating and backend.heartbeat_interval is not None:
@@ -242,11 +243,13 @@ class BatchedStorage(_CachedStorage):
         if state is not None:  # read every trial created before it (one at a time) ...
             self._read_trials_from_remote_storage(study_id)
         with self._lock:
-            study = self._studies[study_id]
+            known = self._distributions.setdefault(study_id, {})
             for name, (_, dist) in pending.params.items():
-                study.param_distribution.setdefault(name, dist)
+                known.setdefault(name, dist)
             if state is not None:  # ... so that reads need not fetch it back: it is here
+                study = self._studies[study_id]
                 study.last_finished_trial_id = max(study.last_finished_trial_id, trial_id)
+                study.unfinished_trial_ids.discard(trial_id)  # where Optuna 4.5 put it
         pending.params.clear()
         pending.user_attrs.clear()
         pending.system_attrs.clear()
@@ -261,7 +264,7 @@ class BatchedStorage(_CachedStorage):
 
     def _write_params(self, session: Any, row: Any, pending: _Pending) -> None:
         with self._lock:
-            known = dict(self._studies[row.study_id].param_distribution)
+            known = dict(self._distributions.get(row.study_id, {}))
         rows = []
         for name, (value, dist) in pending.params.items():
             if name in known:
@@ -272,6 +275,17 @@ class BatchedStorage(_CachedStorage):
                                                               value, dist)
         if rows:
             session.execute(sqlalchemy.insert(models.TrialParamModel), rows)
+
+    @staticmethod
+    def _write_values(session: Any, trial_id: int, values: list[float]) -> None:
+        """The values of a trial that has none in the database yet (it is this process's)."""
+        rows = []
+        for objective, value in enumerate(values):
+            stored, value_type = models.TrialValueModel.value_to_stored_repr(value)
+            rows.append({"trial_id": trial_id, "objective": objective, "value": stored,
+                         "value_type": value_type})
+        if rows:
+            session.execute(sqlalchemy.insert(models.TrialValueModel), rows)
 
     def _write_attrs(self, session: Any, model: Any, trial_id: int, attrs: dict[str, Any],
                      pending: _Pending, kind: str) -> None:

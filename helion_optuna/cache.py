@@ -34,7 +34,7 @@ from optuna.storages import BaseStorage
 from helion_optuna.config import Config, InvalidConfig
 from helion_optuna.objective import interpreting
 from helion_optuna.space import ConfigSpace
-from helion_optuna.storage import label, open_storage
+from helion_optuna.storage import label, open_storage, study_user_attrs
 
 #: The packages whose versions the strict key covers.
 VERSIONED = ("triton", "torch", "optuna", "helion-optuna")
@@ -61,19 +61,21 @@ class LocalAutotuneCache:
     :func:`helion_optuna.storage.default_storage_url`).
 
     ``args`` are described by what a kernel specializes on: tensors by dtype, shape, strides
-    and device type, other values by value. ``study_name`` replaces the name derived from
-    the key.
+    and device type, other values by value. ``extra`` adds to the key what else decides
+    which config is fastest (a Helion kernel's settings, say). ``study_name`` replaces the
+    name derived from the key.
     """
 
     strict = False
 
     def __init__(self, launch: Callable[..., Any], args: Sequence[Any], space: ConfigSpace,
                  storage: str | BaseStorage | None = None,
-                 study_name: str | None = None) -> None:
+                 study_name: str | None = None, extra: dict[str, Any] | None = None) -> None:
         kernel, source = _kernel(launch)
         self.key: dict[str, Any] = {
             "kernel": kernel, "source": source, "device": device_name(),
-            "arguments": [describe(a) for a in args], "space": _describe_space(space)}
+            "arguments": [describe(a) for a in args], "space": _describe_space(space),
+            **(extra or {})}
         if self.strict:
             self.key["versions"] = versions()
         digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()
@@ -93,11 +95,7 @@ class LocalAutotuneCache:
     def lookup(self, budget: float) -> tuple[Config, float] | None:
         """The best config and its time, if the study was finished for at least ``budget``
         evaluations (or was given a config by :meth:`put`)."""
-        try:
-            attrs = self.storage.get_study_user_attrs(
-                self.storage.get_study_id_from_name(self.study_name))
-        except KeyError:
-            return None
+        attrs = study_user_attrs(self._storage, self.study_name)
         finished = attrs.get("finished")
         if not finished or "best_config" not in attrs or attrs.get("cache_key") != self.key:
             return None

@@ -14,12 +14,17 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 
+from helion_optuna import artifacts, dashboard, gpu_workers, plots
 from helion_optuna.config import Config, InvalidConfig
+from helion_optuna.job import Job, JobError, Tuning, joined
 from helion_optuna.shared_study import EVALUATION, is_lost
 from helion_optuna.storage import StorageError, label, open_storage
 from helion_optuna.study_file import StudyFileError, export_study, import_study, study_id
+from helion_optuna.study_note import arguments_text
+from helion_optuna.tuner import EFFORTS, SAMPLERS
 
 
 def studies(args: argparse.Namespace) -> int:
@@ -33,7 +38,7 @@ def studies(args: argparse.Namespace) -> int:
                      and EVALUATION in t.system_attrs and not is_lost(t)]
         best = study.user_attrs.get("best_ms")
         rows.append((study.study_name, key.get("kernel", "-"), key.get("device", "-"),
-                     _arguments(key.get("arguments")), str(len(trials)), str(len(evaluated)),
+                     arguments_text(key.get("arguments")), str(len(trials)), str(len(evaluated)),
                      str(sum(t.state == TrialState.FAIL for t in evaluated)),
                      "-" if best is None else f"{best:.4f}",
                      "yes" if study.user_attrs.get("finished") else "no"))
@@ -80,6 +85,109 @@ def import_(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_dashboard(args: argparse.Namespace) -> int:
+    dashboard.serve(args.storage, args.host, args.port, args.artifacts)
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage, create=False)
+    study_id(storage, args.study)  # a missing study: one clear line
+    plots.write(optuna.load_study(study_name=args.study, storage=storage), args.out)
+    print(f"wrote the plots of study {args.study!r} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def clear_cache(args: argparse.Namespace) -> int:
+    if bool(args.study) == args.all:
+        print("helion-optuna clear-cache: give --study NAME (once or more) or --all",
+              file=sys.stderr)
+        return 2
+    storage = open_storage(args.storage, create=False)
+    names = args.study or [s.study_name for s in storage.get_all_studies()]
+    for name in names:
+        study_id(storage, name)  # all exist, or nothing is deleted
+    if not names:
+        print(f"no studies in {label(storage)}", file=sys.stderr)
+        return 0
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if not args.yes and not _confirmed(f"delete {len(names)} studies ({shown}) and their "
+                                       f"artifacts from {label(storage)}? [y/N] "):
+        print("helion-optuna clear-cache: nothing deleted", file=sys.stderr)
+        return 1
+    for name in names:
+        deleted = artifacts.delete_study(storage, name)
+        print(f"deleted study {name!r} and {deleted} artifacts", file=sys.stderr)
+    return 0
+
+
+def _confirmed(question: str) -> bool:
+    """The answer to a yes/no question on stderr; no answer (end of input) is no."""
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def tune(args: argparse.Namespace) -> int:
+    if (args.rtol is None) != (args.atol is None):
+        print("helion-optuna tune: give --rtol and --atol together", file=sys.stderr)
+        return 2
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
+    tuning = Tuning(Job(args.target, args.inputs, args.space, args.effort, args.sampler,
+                        args.n_trials, args.timeout, args.reference, args.rtol, args.atol),
+                    args.storage)
+    tuning.record()
+    print(f"tuning {args.target} in study {tuning.study_name!r}; other processes join with: "
+          f"helion-optuna worker --study {tuning.study_name} (and this storage)",
+          file=sys.stderr)
+    return _tuned(tuning, devices)
+
+
+def worker(args: argparse.Namespace) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
+    return _tuned(joined(args.storage, args.study), devices)
+
+
+def _tuned(tuning: Tuning, devices: list[str | None] | None) -> int:
+    config, ms = tuning.run(devices)
+    print(config.to_json())
+    print(tuning.describe(ms), file=sys.stderr)
+    return 0
+
+
+def _argument(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a function that raises ValueError with the message to show."""
+    def checked(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return checked
+
+
+def _target(text: str) -> str:
+    source, _, name = text.rpartition(":")
+    if not source or not name.isidentifier():
+        raise ValueError(f"{text!r} is not SCRIPT_OR_MODULE:KERNEL (e.g. kernels.py:add)")
+    return text
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def positive(text: str) -> Any:
+        value = kind(text)  # a ValueError names the text
+        if not value > 0:
+            raise ValueError(f"{text} is not > 0")
+        return value
+    return positive
+
+
+_GPUS = (("--gpus",), {"metavar": "all|N|I,J,...", "type": _argument(gpu_workers.parse),
+                       "help": "tune in one process per GPU (all, the first N, or these "
+                               "indices), each seeing only its GPU and compiling on its share "
+                               "of the cores; under TRITON_INTERPRET=1, N interpreter "
+                               "processes"})
+
 #: name -> (run, help, arguments: (flags, options) for add_argument)
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                           list[tuple[tuple[str, ...], dict[str, Any]]]]] = {
@@ -94,6 +202,67 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "import": (import_, "add a study from an exported file; a study of the same cache key "
                         "merges, one of another key is never changed",
                [(("file",), {"metavar": "FILE", "help": "the file that export wrote"})]),
+    "tune": (tune, "tune a kernel of a script or module, recording the job in its study so "
+                   "that workers can join; print the best config as JSON",
+             [(("target",), {"metavar": "SCRIPT_OR_MODULE:KERNEL", "type": _argument(_target),
+                             "help": "a script's path (from the current directory) or a "
+                                     "dotted module, and the name of an @autotune or "
+                                     "@helion.kernel kernel or (with --space) a launch "
+                                     "function launch(config, *args)"}),
+              (("--inputs",), {"required": True, "metavar": "NAME",
+                               "help": "a function of the script that returns the kernel's "
+                                       "example arguments: args, or (grid, args) for an "
+                                       "@autotune kernel"}),
+              (("--space",), {"metavar": "NAME",
+                              "help": "the ConfigSpace of the script to tune a launch "
+                                      "function over"}),
+              (("--effort",), {"choices": tuple(EFFORTS),
+                               "help": "the budget (default: the kernel's, else quick)"}),
+              (("--sampler",), {"choices": SAMPLERS, "help": "default: the kernel's, else de"}),
+              (("--n-trials",), {"metavar": "N", "type": _argument(_positive(int)),
+                                 "help": "evaluations: replaces the effort's budget"}),
+              (("--timeout",), {"metavar": "SECONDS", "type": _argument(_positive(float)),
+                                "help": "seconds: replaces the effort's budget"}),
+              (("--reference",), {"metavar": "NAME",
+                                  "help": "a function of the script that computes the "
+                                          "expected output from the args (for an @autotune "
+                                          "kernel, in place); default: the kernel's, else "
+                                          "the output of the default config"}),
+              (("--rtol",), {"type": _argument(_positive(float)),
+                             "help": "with --atol: the check's tolerances (default: the "
+                                     "kernel's, else torch.testing.assert_close's)"}),
+              (("--atol",), {"type": _argument(_positive(float))}),
+              _GPUS]),
+    "worker": (worker, "join the tuning of a study that helion-optuna tune started (here or "
+                       "on another machine) and run its job: one budget, no config twice",
+               [(("--study",), {"required": True, "help": "the study's name"}), _GPUS]),
+    "dashboard": (serve_dashboard, "serve optuna-dashboard on the storage: every trial's "
+                                   "config, times, failure and kernel source, every study's "
+                                   "note",
+                  [(("--host",), {"default": "127.0.0.1",
+                                  "help": "the address to listen on (default: 127.0.0.1, "
+                                          "this machine only)"}),
+                   (("--port",), {"type": int, "default": 8080,
+                                  "help": "the port to listen on (default: 8080)"}),
+                   (("--artifacts",), {"metavar": "DIR",
+                                       "help": "where the trials' kernel sources are "
+                                               "(default: HELION_OPTUNA_ARTIFACTS, else "
+                                               "'artifacts' beside an SQLite storage's file, "
+                                               "else <HELION_CACHE_DIR>/helion_optuna/"
+                                               "artifacts)"})]),
+    "plot": (plot, "draw a study's optimization history, parameter importances and time of "
+                   "each config by sampler into an HTML page or a PNG image",
+             [(("--study",), {"required": True, "help": "the study's name"}),
+              (("--out",), {"required": True, "metavar": "FILE", "type": plots.out_path,
+                            "help": "the file to write: .html (plotly) or .png "
+                                    "(matplotlib)"})]),
+    "clear-cache": (clear_cache, "delete studies and their trials' artifacts from the storage "
+                                 "(after a confirmation); nothing else is touched",
+                    [(("--study",), {"action": "append", "metavar": "NAME",
+                                     "help": "a study to delete (repeatable)"}),
+                     (("--all",), {"action": "store_true", "help": "delete every study"}),
+                     (("--yes",), {"action": "store_true",
+                                   "help": "do not ask for confirmation"})]),
 }
 
 
@@ -105,8 +274,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true",
                         help="show the traceback of a failure")
     top = argparse.ArgumentParser(prog="helion-optuna",
-                                  description="Tuning results of helion_optuna: the studies "
-                                              "in a storage, which are also the config cache.")
+                                  description="Tune kernels with helion_optuna, and work on "
+                                              "the studies in a storage, which are also the "
+                                              "config cache.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, help_text, arguments) in COMMANDS.items():
         command = commands.add_parser(name, parents=[common], help=help_text,
@@ -121,22 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (StorageError, StudyFileError, InvalidConfig, OSError) as e:
+    except (StorageError, StudyFileError, InvalidConfig, JobError, plots.PlotError,
+            OSError) as e:
         if args.verbose:
             traceback.print_exc()
         print(f"helion-optuna {args.command}: {e}", file=sys.stderr)
         return 1
 
-
-def _arguments(described: Any) -> str:
-    """A short form of a cache key's arguments: float32[1024, 512], 7, ..."""
-    if not isinstance(described, list):
-        return "-"
-    parts = []
-    for arg in described:
-        if isinstance(arg, dict) and "shape" in arg:
-            dtype = arg["dtype"].removeprefix("torch.")
-            parts.append(f"{dtype}[{', '.join(map(str, arg['shape']))}]")
-        else:
-            parts.append(json.dumps(arg))
-    return ", ".join(parts)

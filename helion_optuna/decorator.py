@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from triton.runtime.interpreter import InterpretedFunction
 
+from helion_optuna.cache import LocalAutotuneCache
 from helion_optuna.config import FIELDS, Config, InvalidConfig
 from helion_optuna.fragments import Integer
 from helion_optuna.space import ConfigSpace
-from helion_optuna.tuner import CACHES, tune
+from helion_optuna.tuner import CACHES, TuneResult, tune
 
 _LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
@@ -81,7 +82,7 @@ class Autotuned:
         self.key, self.options, self.reference = key, options, reference
         self.cache, self.storage = cache, storage
         self.best: dict[tuple, Config] = {}
-        self.results: dict[tuple, Any] = {}
+        self.results: dict[tuple, TuneResult] = {}
 
     def __getitem__(self, grid: Any) -> Callable[..., None]:
         return functools.partial(self.run, grid=grid)
@@ -92,10 +93,32 @@ class Autotuned:
                                "before importing triton")
         key = self._key(args, kwargs)
         if key not in self.best:
-            result = self._tune(args, kwargs, grid, key)
-            self.results[key] = result
-            self.best[key] = result.config
+            self.tune(args, grid, kwargs)
         _launch(self.kernel, grid, kwargs, self._chosen(self.best[key]), *args)
+
+    def tune(self, args: Sequence[Any], grid: Any, kwargs: dict | None = None) -> TuneResult:
+        """Tune for ``args`` launched on ``grid`` now, as their first launch would, without
+        launching; later launches with the same key use the config."""
+        args, kwargs = tuple(args), kwargs or {}
+        reference = self.reference and functools.partial(_reference_checked, self.reference)
+        result = tune(self._checked_launch(grid, kwargs), args, space=self.space,
+                      reference=reference, cache=self.cache_for(args, grid, kwargs),
+                      storage=self.storage, **self.options)
+        key = self._key(args, kwargs)
+        self.results[key], self.best[key] = result, result.config
+        return result
+
+    def cache_for(self, args: Sequence[Any], grid: Any,
+                  kwargs: dict | None = None) -> LocalAutotuneCache | None:
+        """The cache entry (a study) of the tuning for ``args`` on ``grid``; None without a
+        cache. Its key's arguments are the decorator's key, as triton.autotune's."""
+        kwargs = kwargs or {}
+        return self.cache and CACHES[self.cache](
+            self._checked_launch(grid, kwargs), self._key(tuple(args), kwargs), self.space,
+            self.storage)
+
+    def _checked_launch(self, grid: Any, kwargs: dict) -> Callable[..., tuple]:
+        return functools.partial(_launch_checked, self.kernel, grid, kwargs, self.configs)
 
     def _key(self, args: tuple, kwargs: dict) -> tuple:
         bound = {**dict(zip(self.arg_names, args, strict=False)), **kwargs}
@@ -104,14 +127,6 @@ class Autotuned:
 
     def _chosen(self, config: Config) -> Config:
         return self.configs[config["config"]] if self.configs else config
-
-    def _tune(self, args: tuple, kwargs: dict, grid: Any, key: tuple) -> Any:
-        launch = functools.partial(_launch_checked, self.kernel, grid, kwargs, self.configs)
-        reference = self.reference and functools.partial(_reference_checked, self.reference)
-        # The cache key's arguments are the decorator's key, as triton.autotune's.
-        cache = self.cache and CACHES[self.cache](launch, key, self.space, self.storage)
-        return tune(launch, args, space=self.space, reference=reference, cache=cache,
-                    storage=self.storage, **self.options)
 
 
 def _as_config(c: Any) -> Config:

@@ -19,9 +19,13 @@ the kernel's source, the device, the arguments' specialization and the space.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import linecache
+import os
 from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import helion
@@ -58,6 +62,12 @@ class HelionLaunch:
             compiled = self.kernel.bind(args).compile_config(helion.Config(**config))
             last = self._last = (config, args, compiled)
         return last[2](*args)
+
+    def triton_code(self, config: Any, *args: Any) -> str:
+        """The Triton code that Helion generated for ``config`` (a trial's artifact): the
+        file of the module that ``compile_config`` made (and keeps), not a second codegen."""
+        compiled = self.kernel.bind(args).compile_config(helion.Config(**config))
+        return Path(compiled.__code__.co_filename).read_text()
 
     def __reduce__(self) -> tuple:
         fn = self.kernel.fn
@@ -105,7 +115,23 @@ def _cache_for(kernel: helion.Kernel, args: tuple, space: HelionSpace,
     if cache not in tuner.CACHES:
         raise ValueError(f"cache: {cache!r} is not one of {', '.join(map(repr, tuner.CACHES))}, "
                          "None (or a LocalAutotuneCache)")
-    return tuner.CACHES[cache](kernel, args, space, storage=storage, study_name=study_name)
+    helion_key: dict[str, Any] = {"settings": codegen_settings(kernel.settings)}
+    if cache == "strict":
+        helion_key["version"] = metadata.version("helion")
+    return tuner.CACHES[cache](kernel, args, space, storage=storage, study_name=study_name,
+                              extra={"helion": helion_key})
+
+
+#: Settings that change how a kernel is tuned or reported, not the code it compiles to.
+_NOT_CODEGEN = ("autotune", "autotuner_fn", "force_autotune", "print_", "output_origin_lines",
+                "ignore_warnings")
+
+
+def codegen_settings(settings: helion.Settings) -> dict[str, str]:
+    """The kernel's settings that change its generated code (static_shapes, index_dtype,
+    dot_precision, ...): part of the cache key, as in Helion's own cache."""
+    return {f.name: repr(getattr(settings, f.name)) for f in dataclasses.fields(settings)
+            if not f.name.startswith(_NOT_CODEGEN)}
 
 
 def autotuner_fn(**options: Any) -> Callable[..., Autotuner]:
@@ -124,10 +150,11 @@ def autotuner_fn(**options: Any) -> Callable[..., Autotuner]:
 
 class Autotuner(BaseAutotuner):
     """Helion's autotuner protocol over :func:`tune`: ``autotune()`` returns the fastest
-    ``helion.Config``. With ``skip_cache`` (``kernel.autotune(args)``,
-    ``HELION_FORCE_AUTOTUNE=1``) it tunes again without reading the cache, then records the
-    result there, as Helion's own cache does. Effort "none" returns Helion's default config
-    without running anything."""
+    ``helion.Config``. As with Helion's own cache: with ``skip_cache``
+    (``kernel.autotune(args)``, ``HELION_FORCE_AUTOTUNE=1``) it tunes again without reading
+    the cache, then records the result there; with ``HELION_SKIP_CACHE=1`` it neither reads
+    nor writes the cache. Effort "none" returns Helion's default config without running
+    anything."""
 
     def __init__(self, bound_kernel: Any, args: Sequence[object], **options: Any) -> None:
         self.bound_kernel, self.args, self.options = bound_kernel, tuple(args), options
@@ -139,6 +166,8 @@ class Autotuner(BaseAutotuner):
         if effort == "none":
             return self.bound_kernel.config_spec.default_config()
         cache = options.pop("cache", "loose")
+        if _skip_cache_env():
+            cache = None
         if skip_cache and cache is not None:
             cache = _cache_for(kernel, self.args, space_for(self.bound_kernel), cache,
                                options.get("storage"), options.pop("study_name", None))
@@ -147,3 +176,8 @@ class Autotuner(BaseAutotuner):
         else:
             result = tune(kernel, self.args, effort=effort, cache=cache, **options)
         return helion.Config(**result.config)
+
+
+def _skip_cache_env() -> bool:
+    """HELION_SKIP_CACHE, read as Helion reads it."""
+    return os.environ.get("HELION_SKIP_CACHE", "").strip().lower() not in {"", "0", "false"}

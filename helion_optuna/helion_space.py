@@ -32,7 +32,6 @@ counting (user attr ``helion_rejected`` says why).
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -196,8 +195,8 @@ class HelionSpace(ConfigSpace):
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Config:
         """As ConfigSpace.suggest; also records what Helion repaired or why it rejected the
-        config, and the Triton code that Helion generates for it (user attr
-        ``triton_code``)."""
+        config. (The Triton code that Helion generates for it is the trial's artifact, made
+        in the compile worker: HelionLaunch.triton_code.)"""
         config = super().suggest(trial)
         if not self.allows(config):
             trial.set_user_attr("helion_rejected", self._rejected[config.to_json()])
@@ -208,10 +207,6 @@ class HelionSpace(ConfigSpace):
                     if f.decode(trial.params, key) != f.decode(kept, key)}
         if repaired:
             trial.set_user_attr("helion_repaired", repaired)
-        # Code that Helion fails to generate fails to compile too: the trial says so then.
-        with contextlib.suppress(Exception):
-            trial.set_user_attr("triton_code",
-                                self.bound_kernel.to_triton_code(helion.Config(**config)))
         return config
 
     def default_config(self) -> Config:

@@ -9,6 +9,7 @@ compile_error, compile_timeout, run_timeout, crash, wrong_result or out_of_resou
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -22,7 +23,7 @@ from typing import Any
 
 import optuna
 
-from helion_optuna import pickling
+from helion_optuna import artifacts, kernel_source, pickling
 from helion_optuna.config import Config
 from helion_optuna.space import ConfigSpace
 from helion_optuna.worker import Pool, Worker, WorkerLost
@@ -59,6 +60,8 @@ class Result:
     failure: str | None = None
     message: str = ""
     source: str = ""
+    #: The kernel's Triton source as launched for this config (kernel_source.py).
+    code: str = ""
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,8 @@ class Result:
         trial.set_user_attr("compile_s", round(self.compile_s, 3))
         if self.source:
             trial.set_user_attr("kernel_source", self.source)
+        if self.code:
+            artifacts.upload_source(trial, self.code)
         if self.ok:
             trial.set_user_attr("bench_ms", self.samples)
         else:
@@ -109,8 +114,10 @@ class KernelObjective:
         # Compile workers get the arguments' shapes, not their data (see _Unfilled).
         self._compile_task = pickling.dumps(
             _Task(launch, tuple(map(_Unfilled.of, args)), None, task.default, rtol, atol))
-        #: Compile workers; up to ``in_flight`` configs are compiling or waiting to be timed.
-        self.batch_size = compile_workers or os.cpu_count() or 1
+        #: Compile workers, one per core this process may run on (``tune --gpus`` gives
+        #: each of its processes a share); up to ``in_flight`` configs are compiling or
+        #: waiting to be timed.
+        self.batch_size = compile_workers or len(os.sched_getaffinity(0))
         self.in_flight = self.batch_size + 2
         _interpret_without_gpu()
         self._compilers: Pool | None = None
@@ -172,6 +179,7 @@ class KernelObjective:
     def _time(self, config: Config, compiled: Result, rep_ms: float) -> Result:
         result = self._call(self._timer, ("check_and_time", config, rep_ms), "run_timeout")
         result.compile_s, result.source = compiled.compile_s, compiled.source
+        result.code = compiled.code
         return result
 
     def _call(self, worker: Worker, job: tuple, timeout_kind: str,
@@ -232,12 +240,23 @@ class _Task:
 
     def _compile(self, config: Config) -> Result:
         start = time.perf_counter()
-        try:
-            with _compile_only() as sources:
+        with _compile_only() as launched:
+            try:
                 self.launch(config, *self.args)
-        except Exception as e:
-            return _failure(e, "compile_error")
-        return Result(compile_s=time.perf_counter() - start, source=", ".join(sources))
+                result = Result(compile_s=time.perf_counter() - start,
+                                source=", ".join(launched.cache_dirs))
+            except Exception as e:
+                result = _failure(e, "compile_error")
+        result.code = self._code(config, launched.code)
+        return result
+
+    def _code(self, config: Config, launched: list[str]) -> str:
+        """The Triton code of a Helion kernel (its launch generates it), else the source of
+        the Triton kernels that the launch ran."""
+        if hasattr(self.launch, "triton_code"):
+            with contextlib.suppress(Exception):  # then the config fails to compile too
+                return self.launch.triton_code(config, *self.args)
+        return "\n\n".join(launched)
 
     def _check(self, config: Config) -> Result:
         import torch
@@ -317,10 +336,11 @@ def _failure(e: Exception, default: str) -> Result:
 
 class _compile_only:
     """Make ``kernel[grid](...)`` compile without running (Triton's warmup), and collect
-    where Triton keeps what it compiled. Under the interpreter nothing compiles: errors
-    that a compiler would report surface when the config is checked."""
+    where Triton keeps what it compiled (``cache_dirs``) and the source of each launch
+    (``code``). Under the interpreter nothing compiles: errors that a compiler would report
+    surface when the config is checked."""
 
-    def __enter__(self) -> list[str]:
+    def __enter__(self) -> _compile_only:
         from triton.runtime.jit import JITFunction
 
         self.cls = JITFunction
@@ -329,16 +349,22 @@ class _compile_only:
 
             self.cls = InterpretedFunction
         self.original = self.cls.run
-        sources: list[str] = []
+        self.cache_dirs: list[str] = []
+        self.code: list[str] = []
 
         def run(kernel: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
-            compiled = self.original(kernel, *args, grid=grid, warmup=True, **kwargs)
-            if getattr(compiled, "hash", None):
-                sources.append(_cache_dir(compiled.hash))
+            compiled = None
+            try:
+                compiled = self.original(kernel, *args, grid=grid, warmup=True, **kwargs)
+            finally:  # a kernel that fails to compile has its source recorded too
+                cache_dir = _cache_dir(compiled.hash) if getattr(compiled, "hash", None) else None
+                if cache_dir:
+                    self.cache_dirs.append(cache_dir)
+                self.code.append(kernel_source.launched(kernel, args, kwargs, grid, cache_dir))
             return compiled
 
         self.cls.run = run
-        return sources
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.cls.run = self.original

@@ -13,10 +13,18 @@ tuning on one study. They spend one budget of evaluations and evaluate each conf
   evaluated or being evaluated is not evaluated again; the trial repeats it (user attribute
   ``duplicate_of``) and is told its result. A trial that this process has seen undecided
   for GRACE_PERIOD_S belongs to a dead process: it is failed, as lost.
-- The final choice (the leaders timed again) is recorded once per set of evaluations, in the
-  study system attribute ``helion_optuna:choice:<number of the last finished evaluation>``:
-  the first process to record it wins (a unique key in the database), the others adopt it,
-  so processes that end together end with the same config.
+- A tuning ends once per budget: the first process to end it (its time limit is up, or the
+  budget is spent and every evaluation has finished) times the leaders again and records its
+  choice in the study system attribute ``helion_optuna:choice:<budget>`` (a unique key in the
+  database: if two processes end together, the first to write wins). Every process of that
+  budget returns the recorded choice: those still searching stop at their next look (every
+  HEARTBEAT_INTERVAL_S) and adopt it, and so do later ones (with ``cache=None`` too; with a
+  cache they are hits). So every process that ends a tuning of a study returns the config
+  that the study records, whatever their time limits; a process that was interrupted or
+  died returns nothing, and the next tuning continues the study. A larger budget is a new
+  tuning of the study, with a choice of its own: the one case where processes can end with
+  different configs is processes given different budgets at the same time (each returns
+  its budget's choice; the study's ``best_config`` is that of the last to end).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from helion_optuna.storage import GRACE_PERIOD_S
 #: Trial system attribute: the trial evaluates its config, counted against the budget; its
 #: value names the process ("host:pid").
 EVALUATION = "helion_optuna:evaluation"
-#: Study system attribute (a prefix): the final choice after an evaluation.
+#: Study system attribute (a prefix): the final choice of a tuning, per budget.
 CHOICE = "helion_optuna:choice"
 #: Seconds between two looks at the storage while waiting for another process to decide a
 #: trial: at first, and at most.
@@ -141,12 +149,19 @@ class SharedStudy:
         """The ``n`` fastest evaluations, fastest first."""
         return sorted(self.completed, key=lambda t: t.value)[:n]
 
-    def choice(self, choose: Callable[[], dict[str, Any]]) -> tuple[Config, float]:
-        """The final config and time for the evaluations so far: recorded by the first
-        process that got there, else ``choose()``'s (``{"config": ..., "ms": ...}``)."""
+    def recorded_choice(self, budget: float) -> dict[str, Any] | None:
+        """The choice recorded by the process that ended the tuning of this budget, if one
+        did (read from the database)."""
         storage, study_id = self.study._storage, self.study._study_id
-        key = f"{CHOICE}:{max(t.number for t in self.known.values())}"
-        chosen = storage.get_study_system_attrs(study_id).get(key)
+        return storage.get_study_system_attrs(study_id).get(f"{CHOICE}:{budget:g}")
+
+    def choice(self, budget: float,
+               choose: Callable[[], dict[str, Any]]) -> tuple[Config, float]:
+        """The final config and time of the tuning of this budget: recorded by the first
+        process that ended it, else ``choose()``'s (``{"config": ..., "ms": ...}``)."""
+        storage, study_id = self.study._storage, self.study._study_id
+        key = f"{CHOICE}:{budget:g}"
+        chosen = self.recorded_choice(budget)
         if chosen is None:
             chosen = choose()
             if isinstance(storage, BatchedStorage):

@@ -8,10 +8,18 @@ that share one database.
 
 Heartbeats are on (see batched_storage.py): ``fail_stale_trials`` fails the RUNNING trials of
 a process that died (``kill -9``, a lost machine) once they have missed GRACE_PERIOD_S.
+
+Opening Optuna's RDBStorage costs 0.2-0.3 s (it imports alembic to check the schema's
+version), more than a cache hit may cost: :func:`study_user_attrs` reads a study's attributes
+without it where the database's schema is known to be this Optuna's. A database whose schema
+is another Optuna version's is refused before RDBStorage, which would add the tables it lacks
+before checking the version.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import random
 import re
@@ -19,11 +27,13 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
 
 from helion_optuna.batched_storage import BatchedStorage
 
@@ -37,7 +47,8 @@ SQLITE_BUSY_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 10
 
 _opened: dict[str, BatchedStorage] = {}
-_opening = threading.Lock()
+_engines: dict[str, sqlalchemy.engine.Engine] = {}  # for reads without Optuna's storage
+_opening = threading.RLock()  # held by open_storage while it connects
 
 
 class StorageError(RuntimeError):
@@ -77,23 +88,122 @@ def open_storage(storage: str | BaseStorage | None = None, create: bool = True) 
         return _opened[url]
 
 
-def _rdb_storage(url: str, create: bool) -> RDBStorage:
+def study_user_attrs(storage: str | BaseStorage | None, study_name: str) -> dict[str, Any]:
+    """The user attributes of a study ({} if there is no such study) in a storage (as for
+    :func:`open_storage`). A URL's database is read directly, one connection and two queries,
+    if its schema is the one this Optuna writes (its alembic revision, which Optuna checks the
+    same way); any other database (a new one, a corrupt file, another Optuna's schema) and a
+    storage object are read through :func:`open_storage`, which creates or refuses it."""
+    if storage is None or isinstance(storage, str):
+        url = storage or default_storage_url()
+        attrs = _read_user_attrs(url, study_name)
+        if attrs is not None:
+            return attrs
+    opened = open_storage(storage)
     try:
-        parsed = sqlalchemy.engine.make_url(url)
+        return opened.get_study_user_attrs(opened.get_study_id_from_name(study_name))
+    except KeyError:
+        return {}
+
+
+def _read_user_attrs(url: str, study_name: str) -> dict[str, Any] | None:
+    """The study's user attributes, or None if the database's schema is not known to be
+    this Optuna's. A URL that is malformed or unreachable raises StorageError."""
+    connection = _connect(url)
+    # Their tables, not the ORM models: configuring Optuna's ORM mappers takes 10-20 ms.
+    attr, study = models.StudyUserAttributeModel.__table__.c, models.StudyModel.__table__.c
+    with connection:
+        try:
+            revisions = connection.exec_driver_sql(
+                "SELECT version_num FROM alembic_version").scalars().all()
+            if revisions != [_schema_revisions()[0]]:
+                return None
+            rows = connection.execute(sqlalchemy.select(attr.key, attr.value_json).where(
+                attr.study_id == study.study_id, study.study_name == study_name))
+            return {key: json.loads(value) for key, value in rows}
+        except sqlalchemy.exc.SQLAlchemyError:  # no such table, not a database, ...
+            return None
+
+
+def _connect(url: str) -> sqlalchemy.engine.Connection:
+    """A connection to the database (an engine per URL, kept), or StorageError."""
+    try:
+        with _opening:
+            if url not in _engines:
+                _engines[url] = sqlalchemy.create_engine(url, **_engine_kwargs(_parsed(url)))
+        return _engines[url].connect()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+        raise StorageError(f"storage {masked(url)}: {_reason(e)}") from e
+
+
+def _check_schema(url: str) -> None:
+    """Refuse a database whose tables another Optuna version made, before RDBStorage, which
+    would first add the tables it lacks (a corrupt or unreachable one: StorageError too)."""
+    try:
+        with _connect(url) as connection:
+            if not sqlalchemy.inspect(connection).has_table("alembic_version"):
+                return  # a new database
+            revisions = connection.exec_driver_sql(
+                "SELECT version_num FROM alembic_version").scalars().all()
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise StorageError(f"storage {masked(url)}: {_reason(e)}") from e
+    head, known = _schema_revisions()
+    if head is None or revisions == [head]:
+        return  # this Optuna's schema, or unknown here: RDBStorage checks it
+    advice = ("`optuna storage upgrade --storage URL` upgrades it" if set(revisions) <= known
+              else "a newer Optuna made it")
+    raise StorageError(f"storage {masked(url)}: its tables have the schema of another Optuna "
+                       f"version (revision {', '.join(revisions) or 'none'}; optuna "
+                       f"{optuna.__version__} uses {head}): {advice}; nothing was changed")
+
+
+@functools.cache
+def _schema_revisions() -> tuple[str | None, set[str]]:
+    """The alembic revision of the schema that this Optuna writes (the head of its migration
+    scripts) and every revision it knows, read from the scripts' ``revision`` and
+    ``down_revision`` lines (importing alembic would cost more than a cache lookup may);
+    (None, set()) if they cannot be read so."""
+    scripts = Path(models.__file__).parent / "alembic" / "versions"
+    revisions, parents = set(), set()
+    for script in scripts.glob("*.py"):
+        text = script.read_text()
+        revision = re.search(r"^revision = [\"']([^\"']+)[\"']$", text, re.MULTILINE)
+        parent = re.search(r"^down_revision = (?:None|[\"']([^\"']+)[\"'])$", text,
+                           re.MULTILINE)
+        if revision is None or parent is None:
+            return None, set()
+        revisions.add(revision[1])
+        parents.add(parent[1])
+    heads = revisions - parents
+    return (heads.pop(), revisions) if len(heads) == 1 else (None, set())
+
+
+def _parsed(url: str) -> sqlalchemy.engine.URL:
+    try:
+        return sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise StorageError(f"storage {masked(url)}: not an SQLAlchemy URL (e.g. "
                            "sqlite:///studies.db, postgresql://user@host/db)") from None
+
+
+def _engine_kwargs(url: sqlalchemy.engine.URL) -> dict[str, Any]:
+    connect_args = {"sqlite": {"timeout": SQLITE_BUSY_TIMEOUT_S},
+                    "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
+                    "mysql": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {"connect_args": connect_args.get(url.get_backend_name(), {})}
+
+
+def _rdb_storage(url: str, create: bool) -> RDBStorage:
+    parsed = _parsed(url)
     dialect = parsed.get_backend_name()
     if not create and dialect == "sqlite" and not Path(parsed.database or "").is_file():
         raise StorageError(f"storage {masked(url)}: no such database file")
-    connect_args = {"sqlite": {"timeout": SQLITE_BUSY_TIMEOUT_S},
-                    "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
-                    "mysql": {"connect_timeout": CONNECT_TIMEOUT_S}}.get(dialect, {})
+    _check_schema(url)
     for attempt in range(3):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                rdb = RDBStorage(url, engine_kwargs={"connect_args": connect_args},
+                rdb = RDBStorage(url, engine_kwargs=_engine_kwargs(parsed),
                                  heartbeat_interval=HEARTBEAT_INTERVAL_S,
                                  grace_period=GRACE_PERIOD_S, skip_table_creation=not create)
             break

@@ -15,6 +15,7 @@ share its budget and its results (shared_study.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -23,7 +24,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -31,6 +32,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from helion_optuna import study_note
 from helion_optuna.batched_storage import BatchedStorage
 from helion_optuna.cache import INTERPRETER, LocalAutotuneCache, StrictLocalAutotuneCache
 from helion_optuna.config import Config
@@ -66,8 +68,14 @@ _logger = optuna.logging.get_logger(__name__)
 class TuneResult:
     config: Config
     ms: float
-    study: optuna.Study
+    load_study: Callable[[], optuna.Study] = field(repr=False)
     interpreted: bool = False
+
+    @functools.cached_property
+    def study(self) -> optuna.Study:
+        """Every trial, in Optuna; loaded at first use (a cache hit reads only the study's
+        attributes: opening Optuna's storage would cost more than the hit)."""
+        return self.load_study()
 
     def __str__(self) -> str:
         note = " (Triton interpreter: the time means nothing)" if self.interpreted else ""
@@ -148,7 +156,7 @@ def tune(
     else:
         hit = cache.lookup(budget)
         if hit is not None:
-            return TuneResult(*hit, cache.load_study(chosen_sampler),
+            return TuneResult(*hit, functools.partial(cache.load_study, chosen_sampler),
                               cache.key["device"] == INTERPRETER)
         study = cache.open_study(chosen_sampler)
     fail_stale_trials(study)
@@ -161,11 +169,14 @@ def tune(
             study.enqueue_trial(space.encode(space.default_config()))  # a known-good start
         shared = SharedStudy(study)
         evaluated_here = _search(shared, objective, budget, seconds)
-        config, ms = _best_of_leaders(shared, objective, evaluated_here)
+        config, ms = _best_of_leaders(shared, objective, evaluated_here, budget)
     study.set_user_attr("best_config", json.loads(config.to_json()))
     study.set_user_attr("best_ms", ms)
     study.set_user_attr("finished", {"budget": None if math.isinf(budget) else budget})
-    return TuneResult(config, ms, study, interpreting())
+    given = effort if n_trials is None and timeout is None else "n_trials/timeout"
+    study_note.write(study, effort=given, budget=budget, seconds=seconds,
+                     sampler=type(chosen_sampler).__name__, default=space.default_config())
+    return TuneResult(config, ms, lambda: study, interpreting())
 
 
 def _default_config(launch: Callable[..., Any], args: Sequence[Any], space: ConfigSpace,
@@ -181,7 +192,7 @@ def _default_config(launch: Callable[..., Any], args: Sequence[Any], space: Conf
         (result,) = objective.evaluate([default])
     if not result.ok:
         raise RuntimeError(f"the default config failed ({result.failure}): {result.message}")
-    return TuneResult(default, result.ms, study, interpreting())
+    return TuneResult(default, result.ms, lambda: study, interpreting())
 
 
 def _cache(cache: str | LocalAutotuneCache | None, launch: Callable[..., Any],
@@ -221,6 +232,7 @@ class _Search:
         self.open_trials: dict[int, optuna.Trial] = {}  # this process's unfinished trials
         self.repeats = 0  # proposals in a row that were not evaluated
         self.evaluated = False
+        self.ended = shared.recorded_choice(budget) is not None  # by another process
 
     def run(self) -> None:
         shared = self.shared
@@ -241,6 +253,7 @@ class _Search:
                     time.sleep(POLL_S)  # only other processes' evaluations are running
                 if time.monotonic() > next_stale_check:
                     fail_stale_trials(self.study)
+                    self.ended = shared.recorded_choice(self.budget) is not None
                     next_stale_check = time.monotonic() + HEARTBEAT_INTERVAL_S
                 # Other processes' progress is read when this one waits for it; otherwise
                 # with the next trial that this process creates (BatchedStorage).
@@ -254,7 +267,8 @@ class _Search:
             self._tell_repeats(final=True)
 
     def _stopped(self) -> bool:
-        return time.monotonic() >= self.deadline or self.repeats >= MAX_REPEATS
+        return (self.ended or time.monotonic() >= self.deadline
+                or self.repeats >= MAX_REPEATS)
 
     def _waits_for_others(self) -> bool:
         return bool(self.waiting) or len(self.shared.running) > len(self.running)
@@ -264,6 +278,7 @@ class _Search:
         result of its config."""
         trial = self.study.ask()
         self.open_trials[trial.number] = trial
+        trial.set_user_attr("sampler", type(self.study.sampler).__name__)
         config = self.objective.space.suggest(trial)
         if not self.objective.space.allows(config):  # rejected before compiling: not counted
             self.repeats += 1
@@ -354,10 +369,10 @@ def _stop_if_all_fail(shared: SharedStudy, first: int) -> None:
                            f"with: {messages.most_common(1)[0][0]}")
 
 
-def _best_of_leaders(shared: SharedStudy, objective: KernelObjective,
-                     evaluated_here: bool) -> tuple[Config, float]:
-    """The study's choice for its evaluations (SharedStudy.choice): if no process has made
-    it yet, time the leading configs again, interleaved, here; the fastest median wins."""
+def _best_of_leaders(shared: SharedStudy, objective: KernelObjective, evaluated_here: bool,
+                     budget: float) -> tuple[Config, float]:
+    """The study's choice for this budget (SharedStudy.choice): if no process has made it
+    yet, time the leading configs again, interleaved, here; the fastest median wins."""
     done = shared.leaders(LEADERS)
     if not done:
         failures = {t.user_attrs.get("failure") for t in shared.known.values()}
@@ -378,7 +393,7 @@ def _best_of_leaders(shared: SharedStudy, objective: KernelObjective,
         return {"config": json.loads(leaders[best].to_json()), "ms": medians[best],
                 "leaders_ms": {str(t.number): m for t, m in zip(done, medians, strict=True)}}
 
-    return shared.choice(choose)
+    return shared.choice(budget, choose)
 
 
 def _state(result: Result) -> TrialState:

@@ -1,5 +1,8 @@
 import importlib.util
+import json
 import math
+import subprocess
+import sys
 import time
 
 import failing_kernel as fk
@@ -37,6 +40,14 @@ def test_a_tuned_kernel_is_a_hit_that_runs_nothing_within_50_ms(storage_url, ins
     fresh(storage_url, cache.study_name)
     first = tune(tuning_script.launch, (x,), space=tuning_script.SPACE, n_trials=4,
                  storage=storage_url, sampler="random")
+    process = subprocess.run([sys.executable, tuning_script.__file__, storage_url, "4", "hit"],
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    hit = json.loads(process.stdout.splitlines()[-1])  # in a process of its own:
+    assert hit["config"] == first.config.config
+    assert not hit["alembic"]  # it read the study's attributes, not opening Optuna's storage
+    if storage_url.startswith("sqlite"):  # on a server, the driver's own start costs more
+        assert hit["seconds"] < 0.05, f"a cache hit took {hit['seconds'] * 1000:.1f} ms"
     monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
     start = time.perf_counter()
     again = tune(tuning_script.launch, (torch.zeros(1000),), space=tuning_script.SPACE,

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +24,27 @@ def test_example_runs(script, expected):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert expected in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_the_readme_session_tunes_lists_exports_and_imports_into_a_hit(tmp_path):
+    def helion_optuna(*args, machine):
+        env = {**os.environ, "TRITON_INTERPRET": "1", "HELION_CACHE_DIR": str(machine)}
+        proc = subprocess.run([sys.executable, "-m", "helion_optuna", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return proc.stdout, proc.stderr
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    tune = ["tune", "examples/softmax.py:softmax_kernel", "--inputs", "example_inputs",
+            "--n-trials", "3"]
+    best, err = helion_optuna(*tune, machine=here)
+    study = err.split("in study '", 1)[1].split("'", 1)[0]
+    assert study in helion_optuna("studies", machine=here)[0]
+    helion_optuna("export", "--study", study, str(tmp_path / "study.jsonl"), machine=here)
+    helion_optuna("import", str(tmp_path / "study.jsonl"), machine=there)
+    db = there / "helion_optuna" / "studies.db"
+    trials = len(optuna.load_study(study_name=study, storage=f"sqlite:///{db}").trials)
+    again, _ = helion_optuna(*tune, machine=there)
+    assert again == best  # the imported study is a cache hit: no trial was added
+    assert len(optuna.load_study(study_name=study, storage=f"sqlite:///{db}").trials) == trials

@@ -1,15 +1,20 @@
-import sqlite3
 import uuid
 
 import optuna
 import pytest
+import sqlalchemy
+import torch
+import tuning_script
+from databases import SERVERS
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
+from helion_optuna import LocalAutotuneCache, tune
 from helion_optuna.storage import StorageError, default_storage_url, open_storage
+from helion_optuna.study_file import StudyFileError, export_study
 
 SPACE = {"x": IntDistribution(0, 9), "kind": CategoricalDistribution(["a", "b"])}
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -18,6 +23,40 @@ pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def has_heartbeat(storage: RDBStorage, trial_id: int) -> bool:
     with storage.scoped_session() as session:
         return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
+
+
+def cache(url: str) -> LocalAutotuneCache:
+    return LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),), tuning_script.SPACE,
+                              storage=url)
+
+
+@pytest.fixture(params=["sqlite", *SERVERS])
+def new_database(request, tmp_path):
+    """The URL of a database of its own: on a server, created for the test, dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/new.db"
+        return
+    server = sqlalchemy.engine.make_url(SERVERS[request.param])
+    name = f"helion_optuna_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield server.set(database=name).render_as_string(hide_password=False)
+    force = " WITH (FORCE)" if request.param == "postgresql" else ""
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {name}{force}")
+    admin.dispose()
+
+
+def contents(url: str) -> dict[str, list]:
+    """Every row of every table."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as connection:
+        tables = sqlalchemy.inspect(connection).get_table_names()
+        rows = {t: sorted(map(tuple, connection.exec_driver_sql(f"SELECT * FROM {t}")), key=str)
+                for t in tables}
+    engine.dispose()
+    return rows
 
 
 def test_the_default_storage_is_an_sqlite_file_that_processes_share(tmp_path, monkeypatch):
@@ -40,26 +79,67 @@ def test_the_default_storage_is_an_sqlite_file_that_processes_share(tmp_path, mo
     ("postgresql+asyncpg://postgres:secret@127.0.0.1/test", "driver is not installed"),
 ])
 def test_an_unusable_url_is_one_clear_error_without_the_password(url, reason):
-    with pytest.raises(StorageError, match=reason) as error:
-        open_storage(url)
-    assert "secret" not in str(error.value) and "\n" not in str(error.value)
+    for use in (open_storage, lambda url: cache(url).get()):  # a lookup does not open it
+        with pytest.raises(StorageError, match=reason) as error:
+            use(url)
+        assert "secret" not in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_corrupt_or_incompatible_database_is_refused_and_left_as_it_was(tmp_path):
+def test_a_corrupt_database_file_is_refused_and_left_as_it_was(tmp_path):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"not a database\n" * 100)
-    with pytest.raises(StorageError, match=r"corrupt\.db: file is not a database"):
-        open_storage(f"sqlite:///{corrupt}")
+    for use in (open_storage, lambda url: cache(url).get()):
+        with pytest.raises(StorageError, match=r"corrupt\.db: file is not a database"):
+            use(f"sqlite:///{corrupt}")
     assert corrupt.read_bytes() == b"not a database\n" * 100
 
-    other = tmp_path / "other.db"
-    optuna.create_study(storage=f"sqlite:///{other}", study_name="kept")
-    with sqlite3.connect(other) as db:  # as if written by an Optuna we do not know
-        db.execute("UPDATE alembic_version SET version_num = 'v9.9.9.a'")
-    before = other.read_bytes()
-    with pytest.raises(StorageError, match="no longer compatible with the table schema"):
-        open_storage(f"sqlite:///{other}")
-    assert other.read_bytes() == before
+
+@pytest.mark.parametrize("revision, dropped, advice", [
+    ("v9.9.9.a", None, "a newer Optuna made it"),
+    ("v2.4.0.a", "trial_heartbeats", "`optuna storage upgrade --storage URL` upgrades it"),
+])
+def test_a_database_of_another_optuna_version_is_refused_and_left_as_it_was(
+        new_database, revision, dropped, advice):
+    """Older (lacking a table that Optuna would otherwise add first) or newer."""
+    theirs = RDBStorage(new_database)
+    name = cache(new_database).study_name
+    study = optuna.create_study(storage=theirs, study_name=name)
+    study.set_user_attr("cache_key", cache(new_database).key)
+    study.set_user_attr("best_config", {"BLOCK": 64})
+    study.set_user_attr("finished", {"budget": None})
+    with theirs.engine.begin() as connection:  # as if another Optuna had made it
+        connection.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{revision}'")
+        if dropped:
+            connection.exec_driver_sql(f"DROP TABLE {dropped}")
+    theirs.engine.dispose()
+    before = contents(new_database)
+    uses = {"open": open_storage, "lookup": lambda url: cache(url).get(),
+            "tune": lambda url: tune(tuning_script.launch, (torch.ones(1000),),
+                                     space=tuning_script.SPACE, n_trials=2, storage=url)}
+    for use in uses.values():
+        with pytest.raises(StorageError, match=f"another Optuna version .*{revision}.*{advice}"):
+            use(new_database)
+    assert contents(new_database) == before
+
+
+def test_the_schema_revision_is_the_one_optuna_checks(tmp_path):
+    """storage.py reads it from Optuna's migration scripts, without alembic."""
+    from helion_optuna.storage import _schema_revisions
+
+    rdb = RDBStorage(f"sqlite:///{tmp_path}/a.db")
+    assert _schema_revisions() == (rdb._version_manager.get_head_version(),
+                                   set(rdb._version_manager.get_all_versions()))
+
+
+def test_a_study_that_does_not_exist_is_named_and_nothing_is_written(storage_url, tmp_path):
+    storage = open_storage(storage_url)
+    nope = f"nope-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(StudyFileError, match=f"study '{nope}' is not in .*its studies"):
+        export_study(storage, nope, tmp_path / "nope.jsonl")
+    assert not (tmp_path / "nope.jsonl").exists()
+    assert LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),), tuning_script.SPACE,
+                              storage=storage_url, study_name=nope).get() is None
+    assert nope not in {s.study_name for s in storage.get_all_studies()}
 
 
 def test_a_trial_reaches_the_database_when_flushed_and_when_told(storage_url):

@@ -24,12 +24,21 @@ SCRIPT = Path(tuning_script.__file__)
 STUDY = LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),), tuning_script.SPACE)
 
 
-def start(url: str, n_trials: int, mode: str, *start_dir: Path,
-          eval_s: float = 0.1) -> subprocess.Popen:
+def start(url: str, n_trials: int, mode: str, *start_dir: Path, eval_s: float = 0.1,
+          timeout: float | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(SCRIPT), url, str(n_trials), mode,
                              *map(str, start_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TRITON_INTERPRET": "1", "EVAL_S": str(eval_s)})
+                            env={**os.environ, "TRITON_INTERPRET": "1", "EVAL_S": str(eval_s),
+                                 "TIMEOUT": "" if timeout is None else str(timeout)})
+
+
+def together(processes: list[subprocess.Popen], start_dir: Path) -> None:
+    """Let the processes start tuning once all of them are ready."""
+    while len(list(start_dir.glob("ready-*"))) < len(processes):
+        assert all(p.poll() is None for p in processes)
+        time.sleep(0.05)
+    (start_dir / "go").touch()
 
 
 def finish(process: subprocess.Popen) -> dict:
@@ -61,10 +70,7 @@ def evaluations(url: str) -> list[optuna.trial.FrozenTrial]:
 def test_four_workers_spend_one_budget_on_distinct_configs_and_agree(storage_url, tmp_path):
     fresh(storage_url, STUDY.study_name)
     processes = [start(storage_url, 24, "instant", tmp_path) for _ in range(4)]
-    while len(list(tmp_path.glob("ready-*"))) < 4:  # start together
-        assert all(p.poll() is None for p in processes)
-        time.sleep(0.05)
-    (tmp_path / "go").touch()
+    together(processes, tmp_path)
     results = [finish(p) for p in processes]
     done = evaluations(storage_url)
     assert len(done) == 24  # one budget, not four
@@ -78,6 +84,27 @@ def test_four_workers_spend_one_budget_on_distinct_configs_and_agree(storage_url
     assert len({json.dumps(r, sort_keys=True) for r in results}) == 1
     study = optuna.load_study(study_name=STUDY.study_name, storage=storage_url)
     assert study.user_attrs["best_config"] == results[0]["config"]
+
+
+def test_every_process_that_ends_a_tuning_returns_the_studys_choice(storage_url, tmp_path):
+    """The first process to end the tuning (on its time limit: 4 s) records its choice; the
+    others (time limits of 120 s and none) stop and return it, one interrupted returns
+    nothing, and a later one is a hit on it."""
+    fresh(storage_url, STUDY.study_name)
+    limits = {"4 s": 4, "120 s": 120, "none": None, "interrupted": None}
+    processes = {limit: start(storage_url, 70, "instant", tmp_path, eval_s=2.0, timeout=t)
+                 for limit, t in limits.items()}
+    together(list(processes.values()), tmp_path)
+    time.sleep(1)
+    interrupted = processes.pop("interrupted")
+    interrupted.send_signal(signal.SIGINT)
+    assert "KeyboardInterrupt" in interrupted.communicate(timeout=60)[1]
+    results = {limit: finish(p) for limit, p in processes.items()}
+    assert len({json.dumps(r, sort_keys=True) for r in results.values()}) == 1
+    assert len(evaluations(storage_url)) < 70  # the others stopped when the first ended
+    study = optuna.load_study(study_name=STUDY.study_name, storage=storage_url)
+    assert study.user_attrs["best_config"] == results["4 s"]["config"]
+    assert finish(start(storage_url, 70, "instant")) == results["4 s"]
 
 
 @pytest.mark.parametrize("storage_url", ["sqlite", "postgresql", "mariadb"], indirect=True)

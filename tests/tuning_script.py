@@ -1,13 +1,16 @@
 """A tuning run that the tests start as a process of its own:
 
-    python tests/tuning_script.py STORAGE N_TRIALS kernel|instant [START_DIR]
+    python tests/tuning_script.py STORAGE N_TRIALS kernel|instant|hit [START_DIR]
 
 ``kernel`` tunes a Triton kernel (through the interpreter on the CPU); ``instant`` replaces
 compiling and timing with InstantObjective, which answers after EVAL_S (seconds, from the
 environment variable of that name, default 0.1) with a time that
 depends on the config, and re-times with noise of its own in each process (so processes
 that chose each for itself would disagree). With START_DIR, it writes ``ready-<pid>`` there
-once imported and waits for ``go`` to start tuning. Prints the result as JSON.
+once imported and waits for ``go`` to start tuning. ``hit`` must be a cache hit (it runs
+nothing): it also prints how long the tuning took and whether it imported alembic (which
+opening Optuna's storage does). The environment variable TIMEOUT
+(seconds) is the tuning's time limit. Prints the result as JSON.
 """
 
 import json
@@ -28,6 +31,7 @@ from helion_optuna.objective import Result
 SPACE = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 512), "UNROLL": ho.Integer(0, 3),
                         "num_warps": ho.PowerOfTwo(1, 4)})
 EVAL_S = float(os.environ.get("EVAL_S", "0.1"))
+TIMEOUT = float(os.environ["TIMEOUT"]) if os.environ.get("TIMEOUT") else None
 
 
 @triton.jit
@@ -90,10 +94,14 @@ def main() -> None:
             time.sleep(0.01)
     if mode == "instant":
         ho.tuner.KernelObjective = InstantObjective
+    elif mode == "hit":
+        ho.tuner.KernelObjective = NoObjective
+    began = time.perf_counter()
     result = ho.tune(launch, (torch.ones(1000),), space=SPACE, reference=lambda x: 2 * x,
-                     n_trials=n_trials, storage=storage, sampler="random")
+                     n_trials=n_trials, timeout=TIMEOUT, storage=storage, sampler="random")
+    hit = {"seconds": time.perf_counter() - began, "alembic": "alembic" in sys.modules}
     print(json.dumps({"config": result.config.config, "ms": result.ms,
-                      "study": result.study.study_name}))
+                      "study": result.study.study_name, **(hit if mode == "hit" else {})}))
 
 
 if __name__ == "__main__":

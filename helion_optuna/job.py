@@ -1,0 +1,319 @@
+"""A tuning job: what ``helion-optuna tune`` runs, kept in its study so that others can join.
+
+A job names a kernel (TARGET: ``path/to/script.py:KERNEL`` or ``package.module:KERNEL``), a
+function INPUTS of the same script or module that makes example inputs, and the command's
+tuning options. KERNEL is one of:
+
+- an ``@helion_optuna.autotune`` kernel: INPUTS() returns ``(grid, args)``, as the kernel is
+  launched (``kernel[grid](*args)``);
+- a ``@helion.kernel`` kernel: INPUTS() returns ``args``;
+- a launch function ``launch(config, *args)`` as ``helion_optuna.tune`` takes, with SPACE
+  naming a ConfigSpace of the script: INPUTS() returns ``args``.
+
+REFERENCE, if given, names a function of the script that computes the expected output from
+the args (for an @autotune kernel, in place); otherwise the kernel's reference checks, if it
+has one, else the output of the default config.
+
+``tune`` records the job in its study (user attribute ``job``, JSON) before tuning;
+``helion-optuna worker`` reads it there and runs the same tuning, so joining the study
+(shared_study.py). Every process imports the script itself, as a module (its ``if __name__ ==
+"__main__":`` block does not run), and makes its own inputs; a script's path is resolved
+from the current directory, as it was given. The tuner's worker processes get the script's
+functions by value (pickling.py) and never import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+
+from helion_optuna import tuner
+from helion_optuna.cache import LocalAutotuneCache
+from helion_optuna.config import Config
+from helion_optuna.decorator import Autotuned
+from helion_optuna.objective import interpreting
+from helion_optuna.space import ConfigSpace
+from helion_optuna.storage import default_storage_url, label, open_storage
+from helion_optuna.study_file import study_id
+
+#: The study's user attribute that holds its job.
+JOB = "job"
+#: A job's tuning in this process: its cache entry, the call that tunes, the config to show.
+_Plan = tuple[LocalAutotuneCache, Callable[[], "tuner.TuneResult"], Callable[[Config], Config]]
+
+
+class JobError(Exception):
+    """A job that cannot run: its script, kernel, inputs or study (one line for the user)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What to tune and how: the arguments of ``helion-optuna tune``, JSON in the study.
+    Options left None are the kernel's own (its decorator's or Helion's settings), else
+    :func:`helion_optuna.tune`'s defaults."""
+
+    target: str
+    inputs: str
+    space: str | None = None
+    effort: str | None = None
+    sampler: str | None = None
+    n_trials: int | None = None
+    timeout: float | None = None
+    reference: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Any) -> Job:
+        """A job read from a study (a shared database): every field is checked."""
+        if not isinstance(value, dict):
+            raise JobError(f"job: {value!r} is not a JSON object")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - fields)
+        if unknown:
+            raise JobError(f"job: unknown fields {unknown} (known: {', '.join(sorted(fields))})")
+        for name in ("target", "inputs"):
+            if not isinstance(value.get(name), str):
+                raise JobError(f"job: {name} is {value.get(name)!r}, not a name")
+        job = cls(**value)
+        name_ = (lambda v: isinstance(v, str), "a name")
+        number = (lambda v: type(v) in (int, float) and v > 0, "a positive number")
+        checks = {"space": name_, "reference": name_, "rtol": number, "atol": number,
+                  "effort": (tuner.EFFORTS.__contains__, f"one of {', '.join(tuner.EFFORTS)}"),
+                  "sampler": (tuner.SAMPLERS.__contains__, f"one of {', '.join(tuner.SAMPLERS)}"),
+                  "n_trials": (lambda v: type(v) is int and v > 0, "a positive integer"),
+                  "timeout": number}
+        for name, (ok, allowed) in checks.items():
+            if getattr(job, name) is not None and not ok(getattr(job, name)):
+                raise JobError(f"job: {name} is {getattr(job, name)!r}, not {allowed} or null")
+        if (job.rtol is None) != (job.atol is None):
+            raise JobError("job: rtol and atol go together: both or neither")
+        return job
+
+
+class Tuning:
+    """A job made ready in this process: its script imported, its inputs made, its study
+    (the cache entry of the tuning) known. ``storage``: a URL, default as everywhere."""
+
+    def __init__(self, job: Job, storage: str | None = None) -> None:
+        self.job = job
+        self.storage_url = storage or default_storage_url()
+        source, _, name = job.target.rpartition(":")
+        module = import_target(source)
+        kernel = _attribute(module, name, "KERNEL")
+        inputs = _attribute(module, job.inputs, "--inputs")
+        space = job.space and _attribute(module, job.space, "--space")
+        reference = job.reference and _attribute(module, job.reference, "--reference")
+        self.cache, self._run, self._shown = _plan(job, self.storage_url, kernel, inputs,
+                                                   space, reference)
+
+    @property
+    def study_name(self) -> str:
+        return self.cache.study_name
+
+    def record(self) -> None:
+        """Create the study if needed and record the job there (the latest job wins: it is
+        the one that workers joining the study run)."""
+        self.cache.open_study().set_user_attr(JOB, self.job.to_json())
+
+    def run(self, devices: Sequence[str | None] | None = None) -> tuple[Config, float]:
+        """Tune here, or with ``devices``, in one ``helion-optuna worker`` process per
+        device (gpu_workers.py); return the study's best config and its time."""
+        if devices is None:
+            try:
+                result = self._run()
+            except RuntimeError as e:  # the tuner's: no config ran correctly, ...
+                raise JobError(f"tuning failed: {e}") from e
+            return self._shown(result.config), result.ms
+        from helion_optuna.gpu_workers import run_workers
+
+        run_workers(self.storage_url, self.study_name, devices)
+        storage = open_storage(self.storage_url)
+        attrs = storage.get_study_user_attrs(study_id(storage, self.study_name))
+        if "best_config" not in attrs:
+            raise JobError(f"study {self.study_name!r}: the workers ended without a best config")
+        ms = attrs.get("best_ms")
+        return (self._shown(Config.from_json(json.dumps(attrs["best_config"]))),
+                math.nan if ms is None else ms)
+
+    def describe(self, ms: float) -> str:
+        note = " (Triton interpreter: the time means nothing)" if interpreting() else ""
+        return (f"{self.job.target}: {ms:.4f} ms{note}; study {self.study_name!r} in "
+                f"{label(open_storage(self.storage_url))}")
+
+
+def joined(storage: str | None, study_name: str) -> Tuning:
+    """The tuning of the job recorded in ``study_name``, made ready to join the study."""
+    opened = open_storage(storage, create=False)
+    attrs = opened.get_study_user_attrs(study_id(opened, study_name))
+    if JOB not in attrs:
+        raise JobError(f"study {study_name!r} has no job (it was not tuned by helion-optuna "
+                       "tune): to join it, run the same tuning (the same helion_optuna.tune "
+                       "call or helion-optuna tune command) with this storage")
+    tuning = Tuning(Job.from_json(attrs[JOB]), storage)
+    if tuning.study_name != study_name:
+        ours, theirs = tuning.cache.key, attrs.get("cache_key", {})
+        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        raise JobError(f"study {study_name!r}: its job ({tuning.job.target}) here is another "
+                       f"tuning, study {tuning.study_name!r}: they differ in "
+                       f"{', '.join(differ)} (the script, the inputs, or the GPU)")
+    return tuning
+
+
+def import_target(source: str) -> ModuleType:
+    """Import a script (a path: ``.py`` or a ``/`` in it) or a module (a dotted name) as a
+    module, whose functions then travel to worker processes by value."""
+    if source.endswith(".py") or "/" in source or os.sep in source:
+        module = _import_script(Path(source))
+    else:
+        if os.getcwd() not in sys.path:  # as ``python -m`` does, for the console script
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(source)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (source + ".").startswith(e.name + "."):
+                raise JobError(f"{source}: no such module (from {os.getcwd()}; a script's "
+                               "path ends in .py)") from e
+            raise JobError(f"{source}: importing it failed: {e}") from e
+        except Exception as e:
+            raise JobError(f"{source}: importing it failed: {type(e).__name__}: {e}") from e
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def _import_script(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise JobError(f"{path}: no such script (a relative path is from {os.getcwd()})")
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if Path(getattr(loaded, "__file__", None) or "").resolve() == path.resolve():
+            return loaded
+        raise JobError(f"{path}: a module named {name!r} is imported already "
+                       f"({getattr(loaded, '__file__', None)}): rename the script")
+    sys.path.insert(0, str(path.resolve().parent))  # as for ``python script.py``
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise JobError(f"{path}: importing it failed: {type(e).__name__}: {e}") from e
+    return module
+
+
+def _attribute(module: ModuleType, name: str, what: str) -> Any:
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise JobError(f"{what}: {module.__name__} ({module.__file__}) has no {name!r}") \
+            from None
+
+
+def _plan(job: Job, storage: str, kernel: Any, inputs: Any, space: Any,
+          reference: Any) -> _Plan:
+    """The cache entry of the job's tuning, the call that tunes, and the config to show for
+    the one it finds."""
+    name = job.target.rpartition(":")[2]
+    options: dict[str, Any] = {} if job.sampler is None else {"sampler": job.sampler}
+    if (job.effort, job.n_trials, job.timeout) != (None, None, None):  # the whole budget
+        options.update(effort=job.effort or "quick", n_trials=job.n_trials,
+                       timeout=job.timeout)
+    if job.rtol is not None:
+        options.update(rtol=job.rtol, atol=job.atol)
+    if reference is not None and not callable(reference):
+        raise JobError(f"--reference: {job.reference} is a {type(reference).__name__}, not a "
+                       "function")
+    if space is not None and (isinstance(kernel, Autotuned) or _is_helion(kernel)):
+        raise JobError(f"--space: {name} is a kernel with a space of its own; --space is for "
+                       "a launch function")
+    if isinstance(kernel, Autotuned):
+        return _autotuned(kernel, _made(inputs, job.inputs, with_grid=True), reference,
+                          storage, options)
+    if _is_helion(kernel):
+        return _helion(kernel, _made(inputs, job.inputs), reference, storage, options)
+    if space is None or not callable(kernel):
+        raise JobError(f"KERNEL: {name} ({type(kernel).__name__}) is neither an "
+                       "@helion_optuna.autotune nor a @helion.kernel kernel; for a launch "
+                       "function launch(config, *args), give --space NAME (its ConfigSpace)")
+    if not isinstance(space, ConfigSpace):
+        raise JobError(f"--space: {job.space} is a {type(space).__name__}, not a ConfigSpace")
+    args = _made(inputs, job.inputs)
+    cache = LocalAutotuneCache(kernel, args, space, storage=storage)
+    return cache, lambda: tuner.tune(kernel, args, space=space, reference=reference,
+                                     cache=cache, storage=storage, **options), _same
+
+
+def _autotuned(kernel: Autotuned, made: tuple, reference: Any, storage: str,
+               options: dict[str, Any]) -> _Plan:
+    """The command's options replace the decorator's, in this process's kernel object."""
+    grid, args = made
+    kernel.storage, kernel.cache = storage, kernel.cache or "loose"
+    kernel.options = {**kernel.options, **options}
+    kernel.reference = reference or kernel.reference
+    configs = kernel.configs  # a space made of a list of configs tunes an index into it
+
+    def shown(config: Config) -> Config:
+        return configs[config["config"]] if configs else config
+
+    return kernel.cache_for(args, grid), lambda: kernel.tune(args, grid), shown
+
+
+def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
+            options: dict[str, Any]) -> _Plan:
+    from helion_optuna import helion as ho_helion
+
+    # The cache entry that helion_optuna.helion.tune would use.
+    cache = ho_helion._cache_for(kernel, args, ho_helion.space_for(kernel.bind(args)),
+                                 "loose", storage, None)
+    return cache, lambda: ho_helion.tune(kernel, args, reference=reference, cache=cache,
+                                         storage=storage, **options), _same
+
+
+def _made(inputs: Any, name: str, with_grid: bool = False) -> Any:
+    """What the INPUTS function returns, checked: args, or (grid, args)."""
+    if not callable(inputs):
+        raise JobError(f"--inputs: {name} is a {type(inputs).__name__}, not a function")
+    try:
+        made = inputs()
+    except Exception as e:
+        raise JobError(f"--inputs: {name}() failed: {type(e).__name__}: {e}") from e
+    if with_grid:
+        if not (isinstance(made, tuple | list) and len(made) == 2
+                and isinstance(made[1], tuple | list)):
+            raise JobError(f"--inputs: {name}() returned {_shape(made)}; for an @autotune "
+                           "kernel it returns (grid, args)")
+        return made[0], tuple(made[1])
+    if not isinstance(made, tuple | list):
+        raise JobError(f"--inputs: {name}() returned {_shape(made)}; it returns args (a tuple)")
+    return tuple(made)
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return f"({', '.join(type(v).__name__ for v in value)})"
+    return f"a {type(value).__name__}"
+
+
+def _is_helion(kernel: Any) -> bool:
+    helion = sys.modules.get("helion")  # imported by a script that defines a Helion kernel
+    return helion is not None and isinstance(kernel, helion.Kernel)
+
+
+def _same(config: Config) -> Config:
+    return config
