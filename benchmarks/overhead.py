@@ -81,6 +81,9 @@ class InstantObjective:
 
     retime = evaluate
 
+    def time_reference(self, rep_ms: float = 0.0) -> None:
+        return None  # no reference function
+
     def __enter__(self):
         return self
 

@@ -108,6 +108,7 @@ class KernelObjective:
         if (rtol is None) != (atol is None):
             raise ValueError("rtol and atol go together: give both or neither")
         self.space = space
+        self.has_reference = reference is not None
         self.timeout_s = timeout_s
         task = _Task(launch, tuple(args), reference, space.default_config(), rtol, atol)
         self._task = pickling.dumps(task)
@@ -161,6 +162,13 @@ class KernelObjective:
         """Time already checked configs again (no compile, no check)."""
         return [self._timing.submit(self._call, self._timer, ("time", c, rep_ms),
                                     "run_timeout").result() for c in configs]
+
+    def time_reference(self, rep_ms: float = 100.0) -> Result | None:
+        """Time the reference function as the configs are timed (None without one)."""
+        if not self.has_reference:
+            return None
+        return self._timing.submit(self._call, self._timer, ("time_reference", None, rep_ms),
+                                   "run_timeout").result()
 
     def _compile(self, worker: Worker, config: Config) -> Result:
         result = self._call(worker, ("compile", config), "compile_timeout",
@@ -236,6 +244,8 @@ class _Task:
         if kind == "check_and_time":
             result = self._check(config)
             return result if not result.ok else self._time_it(config, *rest)
+        if kind == "time_reference":
+            return _timed(lambda: self.reference(*self.args), *rest)
         return self._time_it(config, *rest)
 
     def _compile(self, config: Config) -> Result:
@@ -276,14 +286,19 @@ class _Task:
         return Result()
 
     def _time_it(self, config: Config, rep_ms: float) -> Result:
-        try:
-            times = _bench(lambda: self.launch(config, *self.args), rep_ms)
-        except Exception as e:
-            return _failure(e, "crash")
-        times.sort()
-        summary = {"median": statistics.median(times), "min": times[0], "max": times[-1],
-                   "n": len(times)}
-        return Result(ms=summary["median"], samples={k: round(v, 6) for k, v in summary.items()})
+        return _timed(lambda: self.launch(config, *self.args), rep_ms)
+
+
+def _timed(fn: Callable[[], Any], rep_ms: float) -> Result:
+    """The median time of ``fn()`` and a summary of the samples."""
+    try:
+        times = _bench(fn, rep_ms)
+    except Exception as e:
+        return _failure(e, "crash")
+    times.sort()
+    summary = {"median": statistics.median(times), "min": times[0], "max": times[-1],
+               "n": len(times)}
+    return Result(ms=summary["median"], samples={k: round(v, 6) for k, v in summary.items()})
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,6 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from helion_optuna.batched_storage import BatchedStorage
-from helion_optuna.config import Config
 from helion_optuna.storage import GRACE_PERIOD_S
 
 #: Trial system attribute: the trial evaluates its config, counted against the budget; its
@@ -156,9 +155,9 @@ class SharedStudy:
         return storage.get_study_system_attrs(study_id).get(f"{CHOICE}:{budget:g}")
 
     def choice(self, budget: float,
-               choose: Callable[[], dict[str, Any]]) -> tuple[Config, float]:
-        """The final config and time of the tuning of this budget: recorded by the first
-        process that ended it, else ``choose()``'s (``{"config": ..., "ms": ...}``)."""
+               choose: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The final choice of the tuning of this budget (``{"config": config JSON, "ms":
+        ..., ...}``): recorded by the first process that ended it, else ``choose()``'s."""
         storage, study_id = self.study._storage, self.study._study_id
         key = f"{CHOICE}:{budget:g}"
         chosen = self.recorded_choice(budget)
@@ -168,4 +167,4 @@ class SharedStudy:
                 chosen = storage.set_study_system_attr_once(study_id, key, chosen)
             else:  # in memory: this process is alone
                 storage.set_study_system_attr(study_id, key, chosen)
-        return Config.from_json(json.dumps(chosen["config"])), chosen["ms"]
+        return chosen

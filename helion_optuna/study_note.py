@@ -3,7 +3,8 @@
 Written (``optuna_dashboard.save_note``, in study system attributes) when a tuning ends:
 the kernel, device, arguments and full cache key of the study, the effort and sampler of
 that tuning, the evaluations so far and the best config with its time, compared with the
-default config's. The reference function (if any) checks outputs and is not timed.
+default config's and with the reference function's (timed with the leaders, if there is
+one).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def text(study: optuna.Study, *, effort: str, budget: float, seconds: float, sam
             ("best time", "-" if best_ms is None else
              f"{best_ms:.4f} ms (median of the leaders timed again, interleaved)"),
             ("default config", _compared(evaluated, default, best_ms)),
-            ("reference", "checks every output; not timed")]
+            ("reference", _reference(attrs.get("reference_ms"), best_ms))]
     lines = [f"## {key.get('kernel', study.study_name)}", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     if key.get("device") == INTERPRETER:
@@ -72,6 +73,14 @@ def _compared(evaluated: list, default: Config, best_ms: float | None) -> str:
         return f"failed ({trial.user_attrs.get('failure', '?')}, trial {trial.number})"
     speedup = f"; the best is {trial.value / best_ms:.2f}x faster" if best_ms else ""
     return f"{trial.value:.4f} ms (trial {trial.number}, search timing{speedup})"
+
+
+def _reference(reference_ms: float | None, best_ms: float | None) -> str:
+    """The reference function's time, timed with the leaders, against the best config's."""
+    if reference_ms is None:
+        return "none given: the default config's output is the reference (not timed)"
+    speedup = f"; the best config is {reference_ms / best_ms:.2f}x as fast" if best_ms else ""
+    return f"{reference_ms:.4f} ms (timed with the leaders, interleaved{speedup})"
 
 
 def _json_by_key(value: dict) -> str:

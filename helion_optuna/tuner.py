@@ -169,9 +169,11 @@ def tune(
             study.enqueue_trial(space.encode(space.default_config()))  # a known-good start
         shared = SharedStudy(study)
         evaluated_here = _search(shared, objective, budget, seconds)
-        config, ms = _best_of_leaders(shared, objective, evaluated_here, budget)
+        chosen = _best_of_leaders(shared, objective, evaluated_here, budget)
+    config, ms = Config.from_json(json.dumps(chosen["config"])), chosen["ms"]
     study.set_user_attr("best_config", json.loads(config.to_json()))
     study.set_user_attr("best_ms", ms)
+    study.set_user_attr("reference_ms", chosen.get("reference_ms"))
     study.set_user_attr("finished", {"budget": None if math.isinf(budget) else budget})
     given = effort if n_trials is None and timeout is None else "n_trials/timeout"
     study_note.write(study, effort=given, budget=budget, seconds=seconds,
@@ -370,9 +372,10 @@ def _stop_if_all_fail(shared: SharedStudy, first: int) -> None:
 
 
 def _best_of_leaders(shared: SharedStudy, objective: KernelObjective, evaluated_here: bool,
-                     budget: float) -> tuple[Config, float]:
+                     budget: float) -> dict[str, Any]:
     """The study's choice for this budget (SharedStudy.choice): if no process has made it
-    yet, time the leading configs again, interleaved, here; the fastest median wins."""
+    yet, time the leading configs again, interleaved with the reference function (if any),
+    here; the fastest median wins."""
     done = shared.leaders(LEADERS)
     if not done:
         failures = {t.user_attrs.get("failure") for t in shared.known.values()}
@@ -383,15 +386,20 @@ def _best_of_leaders(shared: SharedStudy, objective: KernelObjective, evaluated_
         if not evaluated_here:  # the timing worker starts with an evaluation
             objective.evaluate(leaders)
         times: list[list[float]] = [[] for _ in leaders]
+        reference: list[float] = []
         for r in range(ROUNDS):
             order = range(len(leaders)) if r % 2 == 0 else reversed(range(len(leaders)))
             for i in order:
                 result: Result = objective.retime([leaders[i]])[0]
                 times[i].append(result.ms if result.ok else math.inf)
+            timed = objective.time_reference()
+            if timed is not None and timed.ok:
+                reference.append(timed.ms)
         medians = [sorted(t)[len(t) // 2] for t in times]
         best = min(range(len(leaders)), key=medians.__getitem__)
         return {"config": json.loads(leaders[best].to_json()), "ms": medians[best],
-                "leaders_ms": {str(t.number): m for t, m in zip(done, medians, strict=True)}}
+                "leaders_ms": {str(t.number): m for t, m in zip(done, medians, strict=True)},
+                "reference_ms": sorted(reference)[len(reference) // 2] if reference else None}
 
     return shared.choice(budget, choose)
 

@@ -1,10 +1,18 @@
 import optuna
 import pytest
 import tuning_script
-from databases import SERVERS
+from databases import SERVERS, create_run_databases, drop_run_databases
 
 import helion_optuna.tuner
 from helion_optuna.storage import open_storage
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_databases():
+    """This run's own databases on the servers (databases.py)."""
+    create_run_databases()
+    yield
+    drop_run_databases()
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from databases import SERVERS
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -211,7 +212,7 @@ def test_resumed_in_a_new_process_continues_the_generations(tmp_path):
     assert sampler.population(copy) == sampler.population(study)
 
 
-@pytest.mark.parametrize("url", ["sqlite", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"])
+@pytest.mark.parametrize("url", ["sqlite", SERVERS["postgresql"]])
 def test_two_processes_evolve_one_population(url, tmp_path):
     if url == "sqlite":
         url = f"sqlite:///{tmp_path / 'de.db'}"
