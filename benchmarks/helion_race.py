@@ -264,15 +264,22 @@ def phase_ours(name: str, samplers: list[str], out: Path, smoke: bool, seed: int
 
 
 def table(out: Path) -> str:
+    """A table per phase "ours" run: Helion's rows of the kernel and that run's own rows
+    (those written just before its timing row)."""
     rows = read_rows(out)
     lines = ["| kernel | tuner | budget (s) | configs | best ms | torch ms | vs torch |",
              "|---|---|---|---|---|---|---|"]
-    for timing in (r for r in rows if r["run"] == "timing"):
-        name, ms = timing["kernel"], timing["ms"]
+    ours: dict[str, list[dict[str, Any]]] = {}
+    for timing in rows:
+        name = timing["kernel"]
+        if timing["run"].startswith("ours-"):
+            ours.setdefault(name, []).append(timing)
+        if timing["run"] != "timing":
+            continue
+        ms = timing["ms"]
         ref = ms["torch"]
-        for r in rows:
-            if r["kernel"] != name or r["run"] == "timing":
-                continue
+        helion_rows = [r for r in rows if r["kernel"] == name and r["run"].startswith("helion-")]
+        for r in helion_rows + ours.pop(name, []):
             if r["run"].startswith("helion-"):
                 effort = r["run"][7:]
                 entries = [(f"helion {effort}", r["wall_s"], r["configs"],
