@@ -172,18 +172,11 @@ def rejecting_space(bound_kernel: Any) -> Any:
     class Rejecting(HelionSpace):
         def decode(self, params: Any) -> Config:
             config = super().decode(params)
-            asked = {key: self._value(params, key) for key, _, _ in self._layout}
-            if self.allows(config) and self.encode(config) != self.encode_asked(asked):
-                config = Config(**asked)
+            if self.allows(config) and self.encode(config) != dict(params):  # repaired
+                config = Config(**{key: self._value(params, key) for key, _, _ in self._layout})
                 self._rejected[config.to_json()] = "Helion would change it (rejected, not " \
                     "repaired)"
             return config
-
-        def encode_asked(self, asked: dict[str, Any]) -> dict[str, Any]:
-            params: dict[str, Any] = {}
-            for key, fragment in self.fragments.items():
-                params.update(fragment.encode(asked[key], key))
-            return params
 
     return Rejecting(bound_kernel)
 

@@ -22,13 +22,13 @@ import copy
 import dataclasses
 import inspect
 import linecache
-import os
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import helion
+from helion.autotuner.base_cache import should_skip_cache
 from helion.autotuner.base_search import BaseAutotuner
 from helion.runtime.settings import default_autotuner_fn
 
@@ -166,7 +166,7 @@ class Autotuner(BaseAutotuner):
         if effort == "none":
             return self.bound_kernel.config_spec.default_config()
         cache = options.pop("cache", "loose")
-        if _skip_cache_env():
+        if should_skip_cache():  # HELION_SKIP_CACHE, read by Helion's own function
             cache = None
         if skip_cache and cache is not None:
             cache = _cache_for(kernel, self.args, space_for(self.bound_kernel), cache,
@@ -177,7 +177,3 @@ class Autotuner(BaseAutotuner):
             result = tune(kernel, self.args, effort=effort, cache=cache, **options)
         return helion.Config(**result.config)
 
-
-def _skip_cache_env() -> bool:
-    """HELION_SKIP_CACHE, read as Helion reads it."""
-    return os.environ.get("HELION_SKIP_CACHE", "").strip().lower() not in {"", "0", "false"}
