@@ -2,8 +2,8 @@
 
     python benchmarks/cache_hit.py fill|lookup|tune [STORAGE]
 
-``fill`` tunes the kernel below (4 configs) into STORAGE (a URL; default: the default
-storage) and prints the study's name;
+``fill`` tunes tests/tuning_script.py's kernel (4 configs) into STORAGE (a URL; default: the
+default storage) and prints the study's name;
 ``lookup`` times the cache key and ``LocalAutotuneCache.get()``, ``tune`` a whole ``tune()``
 call that hits. Both print, as JSON, milliseconds spent importing torch and triton, importing
 helion_optuna, and in what they time.
@@ -13,8 +13,7 @@ import time
 
 START = time.perf_counter()
 import torch  # noqa: E402
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+import triton  # noqa: E402, F401
 
 IMPORTED_TORCH = time.perf_counter()
 import helion_optuna as ho  # noqa: E402
@@ -23,22 +22,10 @@ IMPORTED = time.perf_counter()
 
 import json  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-SPACE = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(64, 1024), "num_warps": ho.PowerOfTwo(1, 8)})
-
-
-@triton.jit
-def scale(x, out, n, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(out + offs, tl.load(x + offs, mask=offs < n) * 2, mask=offs < n)
-
-
-def launch(config, x):
-    out = torch.empty_like(x)
-    scale[(triton.cdiv(x.numel(), config["BLOCK"]),)](x, out, x.numel(),
-                                                       BLOCK=config["BLOCK"],
-                                                       num_warps=config.num_warps)
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tuning_script import SPACE, launch  # noqa: E402
 
 
 def main() -> None:

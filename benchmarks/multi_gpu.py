@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))  # the tuner's workers inherit sys.path
 import matmul as matmul_example  # noqa: E402
 import softmax as softmax_example  # noqa: E402
-from gpu_tune import device_name, interleaved  # noqa: E402
+from gpu_tune import device_name, interleaved, parse_list  # noqa: E402
 
 KERNELS = ("matmul", "softmax")
 
@@ -99,9 +99,9 @@ def run_row(kernel: str, n_gpus: int, workers_per_gpu: int, n_trials: int,
         devices = gpu_workers.devices(str(n_gpus * workers_per_gpu))
     else:
         devices = [d for d in gpu_workers.devices(str(n_gpus)) for _ in range(workers_per_gpu)]
-    tuning = Tuning(job(kernel, n_trials), storage)
-    if tuning.study_name in optuna.get_all_study_names(open_storage(storage)):
-        optuna.delete_study(study_name=tuning.study_name, storage=open_storage(storage))
+    tuning, opened = Tuning(job(kernel, n_trials), storage), open_storage(storage)
+    if tuning.study_name in optuna.get_all_study_names(opened):
+        optuna.delete_study(study_name=tuning.study_name, storage=opened)
     tuning.record()
     saved = os.environ.get("TRITON_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="multi_gpu-triton-cache-") as cache:
@@ -115,7 +115,7 @@ def run_row(kernel: str, n_gpus: int, workers_per_gpu: int, n_trials: int,
                 os.environ.pop("TRITON_CACHE_DIR")
             else:
                 os.environ["TRITON_CACHE_DIR"] = saved
-    study = optuna.load_study(study_name=tuning.study_name, storage=open_storage(storage))
+    study = optuna.load_study(study_name=tuning.study_name, storage=opened)
     trials = study.get_trials(deepcopy=False)
     evaluated = [t for t in trials if EVALUATION in t.system_attrs and not is_lost(t)]
     distinct = {config_key(t.user_attrs["config"]) for t in evaluated}
@@ -134,7 +134,7 @@ def run_row(kernel: str, n_gpus: int, workers_per_gpu: int, n_trials: int,
         "best_ms": best_ms, "ref_ms": ref_ms,
         "ratio": None if best_ms is None else ref_ms / best_ms,
         "best_config": json.loads(config.to_json()), "study_name": tuning.study_name,
-        "storage": label(open_storage(storage)), "interpreted": interpreting(),
+        "storage": label(opened), "interpreted": interpreting(),
         "device": device_name(), "torch": torch.__version__, "triton": triton.__version__,
     }
 
@@ -170,7 +170,7 @@ def counts(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernels", default=",".join(KERNELS),
-                        type=lambda s: [k for k in s.split(",") if k])
+                        type=lambda s: parse_list(s, KERNELS, "--kernels"))
     parser.add_argument("--gpus-list", default="1,2,4,8", type=counts,
                         help="GPU counts to run; counts above the visible GPUs are skipped")
     parser.add_argument("--workers-per-gpu", default=1, type=int,
@@ -188,9 +188,6 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true",
                         help="the Triton interpreter, tiny sizes (run with TRITON_INTERPRET=1)")
     args = parser.parse_args()
-    unknown = [k for k in args.kernels if k not in KERNELS]
-    if unknown or not args.kernels:
-        parser.error(f"--kernels: {unknown or args.kernels} not in {', '.join(KERNELS)}")
     if args.cpu and not interpreting():
         parser.error("--cpu: run with TRITON_INTERPRET=1 (kernels are made when this file "
                      "is imported)")

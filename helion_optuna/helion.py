@@ -37,7 +37,8 @@ from helion_optuna.cache import LocalAutotuneCache
 from helion_optuna.helion_space import HelionSpace, space_for
 from helion_optuna.pickling import restore_source
 
-__all__ = ["Autotuner", "HelionLaunch", "HelionSpace", "autotuner_fn", "space_for", "tune"]
+__all__ = ["Autotuner", "HelionLaunch", "HelionSpace", "autotuner_fn", "cache_for", "space_for",
+           "tune"]
 
 
 class HelionLaunch:
@@ -102,14 +103,16 @@ def tune(kernel: helion.Kernel, args: Sequence[Any], *, effort: str | None = Non
     return tuner.tune(HelionLaunch(kernel), args, space=space,
                       effort=effort or kernel.settings.autotune_effort,
                       reference=reference or kernel.settings.autotune_baseline_fn,
-                      cache=_cache_for(kernel, args, space, cache, storage, study_name),
+                      cache=cache_for(kernel, args, space, cache, storage, study_name),
                       storage=storage, study_name=study_name, **options)
 
 
-def _cache_for(kernel: helion.Kernel, args: tuple, space: HelionSpace,
+def cache_for(kernel: helion.Kernel, args: tuple, space: HelionSpace,
                cache: str | LocalAutotuneCache | None, storage: Any,
                study_name: str | None) -> LocalAutotuneCache | None:
-    """The cache of a tuning, keyed on the kernel (the tuner would key it on the launch)."""
+    """The cache entry of tuning ``kernel`` on ``args`` over ``space`` ("loose", "strict", a
+    LocalAutotuneCache, or None), keyed on the kernel (the tuner would key it on the launch)
+    and its codegen settings."""
     if not isinstance(cache, str):
         return cache
     if cache not in tuner.CACHES:
@@ -169,7 +172,7 @@ class Autotuner(BaseAutotuner):
         if should_skip_cache():  # HELION_SKIP_CACHE, read by Helion's own function
             cache = None
         if skip_cache and cache is not None:
-            cache = _cache_for(kernel, self.args, space_for(self.bound_kernel), cache,
+            cache = cache_for(kernel, self.args, space_for(self.bound_kernel), cache,
                                options.get("storage"), options.pop("study_name", None))
             result = tune(kernel, self.args, effort=effort, cache=None, **options)
             cache.put(result.config, result.ms)

@@ -44,7 +44,7 @@ from helion_optuna.config import Config
 from helion_optuna.decorator import Autotuned
 from helion_optuna.objective import interpreting
 from helion_optuna.space import ConfigSpace
-from helion_optuna.storage import default_storage_url, label, open_storage
+from helion_optuna.storage import default_storage_url, label, open_storage, study_user_attrs
 from helion_optuna.study_file import study_id
 
 #: The study's user attribute that holds its job.
@@ -142,8 +142,7 @@ class Tuning:
         from helion_optuna.gpu_workers import run_workers
 
         run_workers(self.storage_url, self.study_name, devices)
-        storage = open_storage(self.storage_url)
-        attrs = storage.get_study_user_attrs(study_id(storage, self.study_name))
+        attrs = study_user_attrs(self.storage_url, self.study_name)
         if "best_config" not in attrs:
             raise JobError(f"study {self.study_name!r}: the workers ended without a best config")
         ms = attrs.get("best_ms")
@@ -266,12 +265,8 @@ def _autotuned(kernel: Autotuned, made: tuple, reference: Any, storage: str,
     kernel.storage, kernel.cache = storage, kernel.cache or "loose"
     kernel.options = {**kernel.options, **options}
     kernel.reference = reference or kernel.reference
-    configs = kernel.configs  # a space made of a list of configs tunes an index into it
-
-    def shown(config: Config) -> Config:
-        return configs[config["config"]] if configs else config
-
-    return kernel.cache_for(args, grid), lambda: kernel.tune(args, grid), shown
+    # _chosen: of a space made of a list of configs, the config that the tuned index names.
+    return kernel.cache_for(args, grid), lambda: kernel.tune(args, grid), kernel._chosen
 
 
 def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
@@ -279,7 +274,7 @@ def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
     from helion_optuna import helion as ho_helion
 
     # The cache entry that helion_optuna.helion.tune would use.
-    cache = ho_helion._cache_for(kernel, args, ho_helion.space_for(kernel.bind(args)),
+    cache = ho_helion.cache_for(kernel, args, ho_helion.space_for(kernel.bind(args)),
                                  "loose", storage, None)
     return cache, lambda: ho_helion.tune(kernel, args, reference=reference, cache=cache,
                                          storage=storage, **options), _same

@@ -59,7 +59,8 @@ class Result:
     compile_s: float = 0.0
     failure: str | None = None
     message: str = ""
-    source: str = ""
+    #: Where Triton keeps what it compiled (user attr ``kernel_source``).
+    cache_dirs: str = ""
     #: The kernel's Triton source as launched for this config (kernel_source.py).
     code: str = ""
 
@@ -69,8 +70,8 @@ class Result:
 
     def record(self, trial: optuna.trial.BaseTrial) -> None:
         trial.set_user_attr("compile_s", round(self.compile_s, 3))
-        if self.source:
-            trial.set_user_attr("kernel_source", self.source)
+        if self.cache_dirs:
+            trial.set_user_attr("kernel_source", self.cache_dirs)
         if self.code:
             artifacts.upload_source(trial, self.code)
         if self.ok:
@@ -186,8 +187,8 @@ class KernelObjective:
 
     def _time(self, config: Config, compiled: Result, rep_ms: float) -> Result:
         result = self._call(self._timer, ("check_and_time", config, rep_ms), "run_timeout")
-        result.compile_s, result.source = compiled.compile_s, compiled.source
-        result.code = compiled.code
+        result.compile_s, result.cache_dirs, result.code = (
+            compiled.compile_s, compiled.cache_dirs, compiled.code)
         return result
 
     def _call(self, worker: Worker, job: tuple, timeout_kind: str,
@@ -254,7 +255,7 @@ class _Task:
             try:
                 self.launch(config, *self.args)
                 result = Result(compile_s=time.perf_counter() - start,
-                                source=", ".join(launched.cache_dirs))
+                                cache_dirs=", ".join(launched.cache_dirs))
             except Exception as e:
                 result = _failure(e, "compile_error")
         result.code = self._code(config, launched.code)

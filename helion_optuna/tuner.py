@@ -235,6 +235,7 @@ class _Search:
         self.repeats = 0  # proposals in a row that were not evaluated
         self.evaluated = False
         self.ended = shared.recorded_choice(budget) is not None  # by another process
+        self.sampler = type(self.study.sampler).__name__  # user attr of each trial
 
     def run(self) -> None:
         shared = self.shared
@@ -262,10 +263,11 @@ class _Search:
                 shared.update(refresh=self._waits_for_others())
                 self._tell_repeats(final=False)
                 _stop_if_all_fail(shared, self.objective.in_flight * 2)
-                bar.n, best = len(shared.known), shared.best
-                bar.set_postfix(best_ms=f"{best:.4f}" if best else "-",
-                                failed=sum(t.state == TrialState.FAIL
-                                           for t in shared.known.values()))
+                if not bar.disable:  # a scan of every trial: not when nothing shows it
+                    bar.n, best = len(shared.known), shared.best
+                    bar.set_postfix(best_ms=f"{best:.4f}" if best else "-",
+                                    failed=sum(t.state == TrialState.FAIL
+                                               for t in shared.known.values()))
             self._tell_repeats(final=True)
 
     def _stopped(self) -> bool:
@@ -280,7 +282,7 @@ class _Search:
         result of its config."""
         trial = self.study.ask()
         self.open_trials[trial.number] = trial
-        trial.set_user_attr("sampler", type(self.study.sampler).__name__)
+        trial.set_user_attr("sampler", self.sampler)
         config = self.objective.space.suggest(trial)
         if not self.objective.space.allows(config):  # rejected before compiling: not counted
             self.repeats += 1

@@ -22,16 +22,17 @@ SERVERS = {name: sqlalchemy.engine.make_url(url).set(database=RUN_DATABASE)
 
 def create_run_databases() -> None:
     for url in _SERVERS.values():
-        _admin(url, f"CREATE DATABASE {RUN_DATABASE}")
+        admin(url, f"CREATE DATABASE {RUN_DATABASE}")
 
 
 def drop_run_databases() -> None:
     for name, url in _SERVERS.items():
         force = " WITH (FORCE)" if name == "postgresql" else ""
-        _admin(url, f"DROP DATABASE IF EXISTS {RUN_DATABASE}{force}")
+        admin(url, f"DROP DATABASE IF EXISTS {RUN_DATABASE}{force}")
 
 
-def _admin(url: str, statement: str) -> None:
+def admin(url: str, statement: str) -> None:
+    """Run a statement outside a transaction (CREATE and DROP DATABASE need that)."""
     engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.exec_driver_sql(statement)

@@ -89,9 +89,9 @@ def test_the_key_covers_shape_dtype_strides_source_device_and_space(tmp_path, mo
     assert get(arguments=(torch.randn(6000)[::2], y)) is None  # strides
     assert get(space=ho.ConfigSpace(dict(fk.SPACE.fragments, BLOCK=ho.PowerOfTwo(32, 512)))
                ) is None
-    monkeypatch.setattr(ho.cache, "device_name", lambda: "NVIDIA H100 80GB HBM3 (sm_90)")
-    assert get() is None
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undo() would also undo conftest's HELION_CACHE_DIR
+        patch.setattr(ho.cache, "device_name", lambda: "NVIDIA H100 80GB HBM3 (sm_90)")
+        assert get() is None
 
     space = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 256)})
     twice, thrice = load_kernel(tmp_path, "twice", 2), load_kernel(tmp_path, "thrice", 3)

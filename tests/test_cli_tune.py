@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import optuna
 import pytest
@@ -83,23 +84,10 @@ SCRIPT = textwrap.dedent("""\
         raise SystemExit("the main block ran")
     """)
 
-HELION_SCRIPT = textwrap.dedent("""\
-    import helion
-    import helion.language as hl
-    import torch
-
-
-    @helion.kernel
-    def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(x)
-        for tile in hl.tile(out.size()):
-            out[tile] = x[tile] + y[tile]
-        return out
-
-
-    def inputs():
-        return torch.randn(16, 40), torch.randn(16, 40)
-    """)
+# tests/helion_kernels.py with an INPUTS function, under another name: test_helion.py imports
+# that module, and a script may not share an imported module's name.
+HELION_SCRIPT = (Path(__file__).with_name("helion_kernels.py").read_text()
+                 + "\n\ndef inputs():\n    return torch.randn(16, 40), torch.randn(16, 40)\n")
 
 
 @pytest.fixture
@@ -107,11 +95,11 @@ def script(tmp_path, monkeypatch):
     """kernels.py in tmp_path, the current directory; imported by a test, it is forgotten
     after it."""
     (tmp_path / "kernels.py").write_text(SCRIPT)
-    (tmp_path / "helion_kernels.py").write_text(HELION_SCRIPT)
+    (tmp_path / "helion_add.py").write_text(HELION_SCRIPT)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     yield tmp_path / "kernels.py"
-    for name in ("kernels", "helion_kernels"):
+    for name in ("kernels", "helion_add"):
         sys.modules.pop(name, None)
 
 
@@ -218,14 +206,14 @@ def test_gpus_2_on_the_cpu_starts_two_workers_that_share_one_budget(script, stor
 def test_tune_a_helion_kernel_into_the_study_that_helion_tune_reads(script, capsys,
                                                                    monkeypatch):
     url = f"sqlite:///{script.parent}/studies.db"
-    code, out, err = run(capsys, "tune", "helion_kernels.py:add", "--inputs", "inputs",
+    code, out, err = run(capsys, "tune", "helion_add.py:add", "--inputs", "inputs",
                          "--n-trials", "2", "--storage", url)
     assert code == 0, err
-    kernels = sys.modules["helion_kernels"]
+    kernels = sys.modules["helion_add"]
     monkeypatch.setattr(hoh.tuner, "KernelObjective", tuning_script.NoObjective)
     hit = hoh.tune(kernels.add, kernels.inputs(), n_trials=2, storage=url)
     assert hit.config == Config.from_json(out) and hit.study.study_name == study_of(err)
-    assert hit.study.user_attrs[JOB]["target"] == "helion_kernels.py:add"
+    assert hit.study.user_attrs[JOB]["target"] == "helion_add.py:add"
 
 
 def test_missing_things_are_one_line_and_exit_1(script, capsys):

@@ -245,13 +245,13 @@ def test_the_cache_key_covers_codegen_settings_and_strictly_helions_version(tmp_
 
     def study_name(cache, **settings):
         kernel = helion.kernel(add.fn, **settings)
-        return hoh._cache_for(kernel, (x, y), space("add"), cache, storage, None).study_name
+        return hoh.cache_for(kernel, (x, y), space("add"), cache, storage, None).study_name
 
     loose = study_name("loose")
     assert study_name("loose", autotune_effort="quick") == loose  # how it tunes: same key
     assert study_name("loose", index_dtype=torch.int64) != loose  # what it compiles to: not
     assert study_name("loose", dot_precision="ieee") != loose
-    strict = hoh._cache_for(helion.kernel(add.fn), (x, y), space("add"), "strict", storage,
+    strict = hoh.cache_for(helion.kernel(add.fn), (x, y), space("add"), "strict", storage,
                             None)
     assert strict.key["helion"]["version"] == metadata.version("helion")
 

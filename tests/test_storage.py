@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy
 import torch
 import tuning_script
-from databases import SERVERS
+from databases import SERVERS, admin
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
@@ -36,16 +36,13 @@ def new_database(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/new.db"
         return
-    server = sqlalchemy.engine.make_url(SERVERS[request.param])
+    server = SERVERS[request.param]
     name = f"helion_optuna_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield server.set(database=name).render_as_string(hide_password=False)
+    admin(server, f"CREATE DATABASE {name}")
+    yield sqlalchemy.engine.make_url(server).set(database=name).render_as_string(
+        hide_password=False)
     force = " WITH (FORCE)" if request.param == "postgresql" else ""
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE {name}{force}")
-    admin.dispose()
+    admin(server, f"DROP DATABASE {name}{force}")
 
 
 def contents(url: str) -> dict[str, list]:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 import torch
 import tuning_script
 from databases import fresh
@@ -107,7 +106,6 @@ def test_every_process_that_ends_a_tuning_returns_the_studys_choice(storage_url,
     assert finish(start(storage_url, 70, "instant")) == results["4 s"]
 
 
-@pytest.mark.parametrize("storage_url", ["sqlite", "postgresql", "mariadb"], indirect=True)
 def test_a_killed_tuning_loses_no_trial_and_the_next_run_finishes_it(storage_url):
     """SQLite tunes a real kernel (through the interpreter); the servers, InstantObjective."""
     fresh(storage_url, STUDY.study_name)

@@ -8,9 +8,8 @@ environment variable of that name, default 0.1) with a time that
 depends on the config, and re-times with noise of its own in each process (so processes
 that chose each for itself would disagree). With START_DIR, it writes ``ready-<pid>`` there
 once imported and waits for ``go`` to start tuning. ``hit`` must be a cache hit (it runs
-nothing): it also prints how long the tuning took and whether it imported alembic (which
-opening Optuna's storage does). The environment variable TIMEOUT
-(seconds) is the tuning's time limit. Prints the result as JSON.
+nothing): it also prints whether it imported alembic (which opening Optuna's storage does).
+The environment variable TIMEOUT (seconds) is the tuning's time limit. Prints the result as JSON.
 """
 
 import json
