@@ -43,7 +43,7 @@ import triton
 from optuna.trial import TrialState
 
 import helion_optuna as ho
-from helion_optuna.tuner import DEFAULT_SAMPLER, EFFORTS, SAMPLERS
+from helion_optuna.tuning.tuner import DEFAULT_SAMPLER, EFFORTS, SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))  # the tuner's workers inherit sys.path

@@ -132,8 +132,8 @@ def run_ours(name: str, sampler: str, seconds: float, out: Path, smoke: bool, se
              ) -> dict[str, Any]:
     # Imported here, so that the helion phase runs Helion alone.
     import helion_optuna.helion as hoh
-    from helion_optuna import tuner
-    from helion_optuna.shared_study import EVALUATION
+    from helion_optuna.storage import records
+    from helion_optuna.tuning import tuner
 
     kernel, args, _ = case(name, smoke)
     run = f"ours-{sampler}"
@@ -147,10 +147,10 @@ def run_ours(name: str, sampler: str, seconds: float, out: Path, smoke: bool, se
     wall = time.time() - start
     trials = []  # (seconds since start, ms or None, config JSON) of each evaluation
     for t in result.study.get_trials(deepcopy=False):
-        if EVALUATION in t.system_attrs and t.datetime_complete is not None:
+        if records.is_marked(t) and t.datetime_complete is not None:
             trials.append((t.datetime_complete.timestamp() - start,
                            t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
-                           t.user_attrs.get("config")))
+                           t.user_attrs.get(records.CONFIG)))
     trials.sort(key=lambda t: t[0])
     curve, best = [], None
     for at, ms, config in trials:
@@ -166,8 +166,8 @@ def rejecting_space(bound_kernel: Any) -> Any:
     """A Helion space that rejects (prunes, without counting) the params that Helion's
     normalization would change, instead of repairing them (``--samplers de/reject``): to
     measure which of the two the samplers learn from better."""
-    from helion_optuna.config import Config
-    from helion_optuna.helion_space import HelionSpace
+    from helion_optuna.helion.space import HelionSpace
+    from helion_optuna.space import Config
 
     class Rejecting(HelionSpace):
         def decode(self, params: Any) -> Config:

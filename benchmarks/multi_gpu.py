@@ -5,7 +5,7 @@ against torch.matmul) and row softmax 4096x16384 bf16 (examples/softmax.py: its 
 kernel) with 1, 2, 4 and 8 GPUs (those of --gpus-list that are visible), at one fixed budget
 of evaluations (--n-trials), each run on a fresh study and an empty Triton cache: the job is
 recorded in the study and one ``helion-optuna worker`` process per GPU runs it, as
-``helion-optuna tune --gpus N`` does (helion_optuna/job.py, gpu_workers.py). Each row: GPUs,
+``helion-optuna tune --gpus N`` does (helion_optuna/cli/job.py, gpu_workers.py). Each row: GPUs,
 worker processes, wall time (from starting the workers to the end of the last one),
 evaluations per second, the best config's time and torch's (timed in this process on the
 first GPU, interleaved, as benchmarks/gpu_tune.py does), and the checks of the shared budget:
@@ -40,11 +40,11 @@ import torch
 import triton
 from optuna.trial import TrialState
 
-from helion_optuna import gpu_workers
-from helion_optuna.job import Job, Tuning
-from helion_optuna.objective import interpreting
-from helion_optuna.shared_study import EVALUATION, config_key, is_lost
-from helion_optuna.storage import label, open_storage
+from helion_optuna.cli import gpu_workers
+from helion_optuna.cli.job import Job, Tuning
+from helion_optuna.evaluation import interpreting
+from helion_optuna.storage import records
+from helion_optuna.storage.opening import label, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))  # the tuner's workers inherit sys.path
@@ -117,9 +117,9 @@ def run_row(kernel: str, n_gpus: int, workers_per_gpu: int, n_trials: int,
                 os.environ["TRITON_CACHE_DIR"] = saved
     study = optuna.load_study(study_name=tuning.study_name, storage=opened)
     trials = study.get_trials(deepcopy=False)
-    evaluated = [t for t in trials if EVALUATION in t.system_attrs and not is_lost(t)]
-    distinct = {config_key(t.user_attrs["config"]) for t in evaluated}
-    by_process = collections.Counter(t.system_attrs[EVALUATION] for t in evaluated)
+    evaluated = [t for t in trials if records.is_evaluation(t)]
+    distinct = {records.config_key_of(t) for t in evaluated}
+    by_process = collections.Counter(t.system_attrs[records.EVALUATION] for t in evaluated)
     best_ms = ref_ms = None
     if not interpreting():
         best_ms, ref_ms = versus_torch(kernel, config)

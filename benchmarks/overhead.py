@@ -36,7 +36,7 @@ from unittest import mock
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from samplers import DifferentialEvolutionSampler
+from helion_optuna.samplers import DifferentialEvolutionSampler
 
 SAMPLERS = {
     "de": lambda: DifferentialEvolutionSampler(seed=0),
@@ -67,7 +67,7 @@ class InstantObjective:
     """KernelObjective's interface, answering at once with ``cost`` of the config."""
 
     def __init__(self, launch, args, *, space, **options) -> None:
-        from helion_optuna.objective import Result
+        from helion_optuna.evaluation import Result
 
         self.space, self.in_flight, self._result = space, (os.cpu_count() or 1) + 2, Result
 
@@ -100,7 +100,7 @@ def tuner_per_trial_ms(sampler: str, trials: int) -> tuple[float, float, int]:
                             "kind": ho.Enum(["a", "b", "c"])})
     with tempfile.TemporaryDirectory() as cache, \
             mock.patch.dict(os.environ, {"HELION_CACHE_DIR": cache}), \
-            mock.patch("helion_optuna.tuner.KernelObjective", InstantObjective):
+            mock.patch("helion_optuna.tuning.tuner.KernelObjective", InstantObjective):
         os.environ.pop("HELION_OPTUNA_STORAGE", None)
         start, cpu = time.perf_counter(), time.process_time()
         result = ho.tune(lambda config: None, (), space=space, sampler=sampler,

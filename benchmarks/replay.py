@@ -72,7 +72,7 @@ FRACTION = 0.95  # t95: simulated time until a time <= opt / FRACTION is found
 def _de(seed: int, **options) -> optuna.samplers.BaseSampler:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from samplers import DifferentialEvolutionSampler
+    from helion_optuna.samplers import DifferentialEvolutionSampler
 
     return DifferentialEvolutionSampler(seed=seed, **options)
 

@@ -37,7 +37,7 @@ def main() -> None:
     import torch
 
     import helion_optuna as ho
-    from helion_optuna import worker
+    from helion_optuna.evaluation import worker
 
     stamp("torch, helion_optuna and the example imported")
     start_worker = worker.Worker.start
@@ -47,7 +47,7 @@ def main() -> None:
         begin = time.perf_counter()
         start_worker(self)
         if fresh:
-            stamp(f"{self._role} worker ready after {time.perf_counter() - begin:.2f} s")
+            stamp(f"{self._role.value} worker ready after {time.perf_counter() - begin:.2f} s")
 
     worker.Worker.start = start
     a, b = (torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16) for _ in range(2))
@@ -60,7 +60,7 @@ def main() -> None:
         futures = [objective.submit(matmul.SPACE.random_config()) for _ in range(32)]
         [f.result() for f in futures]
         stamp(f"32 random configs in {time.perf_counter() - begin:.2f} s")
-    for code in ("import torch", "import torch, triton", "import helion_optuna.worker",
+    for code in ("import torch", "import torch, triton", "import helion_optuna.evaluation.worker",
                  "import torch; torch.zeros(1, device='cuda')"):
         print(f"fresh interpreter, {code!r}: {seconds_to_run(code):.2f} s")
     print(f"16 interpreters at once, CUDA init: "

@@ -1,11 +1,18 @@
-"""helion_optuna: GPU-kernel autotuning for Triton and Helion kernels on Optuna."""
+"""helion_optuna: GPU-kernel autotuning for Triton and Helion kernels on Optuna.
 
-from helion_optuna.cache import LocalAutotuneCache, StrictLocalAutotuneCache
-from helion_optuna.config import Config, InvalidConfig
+The package is the pipeline, one folder per stage (README, "Architecture"): ``space`` (what
+to search), ``evaluation`` (compile, check and time one Config in worker processes),
+``tuning`` (the loop), ``storage`` (studies in a database: records, the cache, study files);
+the front ends ``decorator``, ``helion`` and ``cli`` use them; ``errors`` serves all.
+"""
+
 from helion_optuna.decorator import autotune
-from helion_optuna.fragments import (
+from helion_optuna.errors import InvalidConfig, StorageError
+from helion_optuna.space import (
     Boolean,
     Choice,
+    Config,
+    ConfigSpace,
     Enum,
     Fragment,
     Integer,
@@ -13,10 +20,9 @@ from helion_optuna.fragments import (
     Permutation,
     PowerOfTwo,
 )
-from helion_optuna.objective import KernelObjective
-from helion_optuna.space import ConfigSpace
-from helion_optuna.storage import StorageError
-from helion_optuna.tuner import TuneResult, tune
+from helion_optuna.storage.cache import LocalAutotuneCache, StrictLocalAutotuneCache
+from helion_optuna.tuning.objective import KernelObjective
+from helion_optuna.tuning.tuner import TuneResult, tune
 
 __version__ = "0.1.0"
 

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from triton.runtime.interpreter import InterpretedFunction
 
-from helion_optuna.cache import LocalAutotuneCache
-from helion_optuna.config import FIELDS, Config, InvalidConfig
-from helion_optuna.fragments import Integer
-from helion_optuna.space import ConfigSpace
-from helion_optuna.tuner import CACHES, TuneResult, tune
+from helion_optuna.errors import InvalidConfig
+from helion_optuna.space import Config, ConfigSpace, Integer
+from helion_optuna.space.config import FIELDS
+from helion_optuna.storage.cache import LocalAutotuneCache, cache_entry, check_cache_option
+from helion_optuna.tuning.tuner import TuneResult, tune
 
 _LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
@@ -48,8 +48,7 @@ def autotune(
     ("loose", "strict" or None) and ``storage`` keep the results across runs, as in
     :func:`helion_optuna.tune`, keyed by the kernel, its grid and ``key``'s values.
     """
-    if cache is not None and cache not in CACHES:
-        raise ValueError(f"cache: {cache!r} is not one of 'loose', 'strict', None")
+    check_cache_option(cache)
 
     def decorate(kernel: Any) -> Autotuned:
         return Autotuned(kernel, space, tuple(key), dict(
@@ -113,9 +112,8 @@ class Autotuned:
         """The cache entry (a study) of the tuning for ``args`` on ``grid``; None without a
         cache. Its key's arguments are the decorator's key, as triton.autotune's."""
         kwargs = kwargs or {}
-        return self.cache and CACHES[self.cache](
-            self._checked_launch(grid, kwargs), self._key(tuple(args), kwargs), self.space,
-            self.storage)
+        return cache_entry(self.cache, self._checked_launch(grid, kwargs),
+                           self._key(tuple(args), kwargs), self.space, self.storage)
 
     def _checked_launch(self, grid: Any, kwargs: dict) -> Callable[..., tuple]:
         return functools.partial(_launch_checked, self.kernel, grid, kwargs, self.configs)

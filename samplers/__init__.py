@@ -1,5 +1,5 @@
 """Optuna samplers of helion_optuna, one folder each (OptunaHub package layout)."""
 
-from samplers.differential_evolution import DifferentialEvolutionSampler
+from .differential_evolution import DifferentialEvolutionSampler
 
 __all__ = ["DifferentialEvolutionSampler"]

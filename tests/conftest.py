@@ -3,8 +3,8 @@ import pytest
 import tuning_script
 from databases import SERVERS, create_run_databases, drop_run_databases
 
-import helion_optuna.tuner
-from helion_optuna.storage import open_storage
+import helion_optuna.tuning.tuner
+from helion_optuna.storage.opening import open_storage
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,4 +42,5 @@ def storage_url(request, tmp_path):
 def instant(monkeypatch):
     """Tunings evaluate configs at once (tuning_script.InstantObjective)."""
     monkeypatch.setattr(tuning_script, "EVAL_S", 0.0)
-    monkeypatch.setattr(helion_optuna.tuner, "KernelObjective", tuning_script.InstantObjective)
+    monkeypatch.setattr(helion_optuna.tuning.tuner, "KernelObjective",
+                        tuning_script.InstantObjective)

@@ -10,7 +10,7 @@ import uuid
 import optuna
 import sqlalchemy
 
-from helion_optuna.storage import open_storage
+from helion_optuna.storage.opening import open_storage
 
 _SERVERS = {"postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
             "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test"}

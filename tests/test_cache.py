@@ -21,7 +21,8 @@ from helion_optuna import (
     autotune,
     tune,
 )
-from helion_optuna.shared_study import EVALUATION
+from helion_optuna.storage import fingerprint
+from helion_optuna.storage.records import EVALUATION
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 CONFIG = Config(BLOCK=64, MODE=fk.OK, num_warps=2)
@@ -45,7 +46,7 @@ def test_a_tuned_kernel_is_a_hit_that_runs_nothing(storage_url, instant, monkeyp
     hit = json.loads(process.stdout.splitlines()[-1])  # in a process of its own:
     assert hit["config"] == first.config.config
     assert not hit["alembic"]  # it read the study's attributes, not opening Optuna's storage
-    monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
+    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", tuning_script.NoObjective)
     again = tune(tuning_script.launch, (torch.zeros(1000),), space=tuning_script.SPACE,
                  n_trials=4, storage=storage_url, sampler="random")
     assert (again.config, again.ms) == (first.config, first.ms)
@@ -90,7 +91,7 @@ def test_the_key_covers_shape_dtype_strides_source_device_and_space(tmp_path, mo
     assert get(space=ho.ConfigSpace(dict(fk.SPACE.fragments, BLOCK=ho.PowerOfTwo(32, 512)))
                ) is None
     with monkeypatch.context() as patch:  # undo() would also undo conftest's HELION_CACHE_DIR
-        patch.setattr(ho.cache, "device_name", lambda: "NVIDIA H100 80GB HBM3 (sm_90)")
+        patch.setattr(fingerprint, "device_name", lambda: "NVIDIA H100 80GB HBM3 (sm_90)")
         assert get() is None
 
     space = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 256)})
@@ -104,9 +105,9 @@ def test_the_strict_key_also_covers_versions(monkeypatch):
     x, y = args()
     for cache in (LocalAutotuneCache, StrictLocalAutotuneCache):
         cache(fk.launch, (x, y), fk.SPACE).put(CONFIG, 1.0)
-    monkeypatch.setattr(ho.cache, "versions", lambda: {"triton": "9.9", "torch": "9.9",
-                                                       "optuna": "9.9",
-                                                       "helion-optuna": "9.9"})
+    monkeypatch.setattr(fingerprint, "versions", lambda: {"triton": "9.9", "torch": "9.9",
+                                                          "optuna": "9.9",
+                                                          "helion-optuna": "9.9"})
     assert StrictLocalAutotuneCache(fk.launch, (x, y), fk.SPACE).get() is None
     assert LocalAutotuneCache(fk.launch, (x, y), fk.SPACE).get() == CONFIG
 
@@ -120,7 +121,7 @@ def test_put_records_a_config_chosen_elsewhere_and_refuses_one_outside_the_space
     assert cache.get() is None
     assert cache.study_name not in {s.study_name for s in cache.storage.get_all_studies()}
     cache.put(CONFIG)
-    monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
+    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", tuning_script.NoObjective)
     result = tune(fk.launch, (x, y), space=fk.SPACE, effort="full")
     assert result.config == CONFIG and math.isnan(result.ms)
 
@@ -129,7 +130,7 @@ def test_a_study_of_another_key_is_never_taken_over():
     x, y = args()
     LocalAutotuneCache(fk.launch, (x, y), fk.SPACE, study_name="mine").put(CONFIG, 1.0)
     other = LocalAutotuneCache(fk.launch, args(4000), fk.SPACE, study_name="mine")
-    with pytest.raises(InvalidConfig, match=r"another key \(it differs in arguments\)"):
+    with pytest.raises(ho.StorageError, match=r"another key \(it differs in arguments\)"):
         other.put(CONFIG)
     assert LocalAutotuneCache(fk.launch, (x, y), fk.SPACE, study_name="mine").get() == CONFIG
 
@@ -144,7 +145,7 @@ def test_a_larger_budget_continues_the_study_and_a_smaller_one_hits(instant, mon
     assert evaluations(first) == 4
     more = tune(tuning_script.launch, x, space=tuning_script.SPACE, n_trials=6)
     assert evaluations(more) == 6  # two more, not six
-    monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
+    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", tuning_script.NoObjective)
     assert tune(tuning_script.launch, x, space=tuning_script.SPACE, n_trials=5).config == \
         more.config
 
@@ -168,7 +169,7 @@ def test_the_decorator_finds_a_kernel_tuned_by_an_earlier_run(monkeypatch):
     kernel = autotune(space, key=["n"], n_trials=2)(tuning_script.scale)
     kernel[grid](x, out, 3000, UNROLL=0)
     assert torch.equal(out, 2 * x)
-    monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
+    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", tuning_script.NoObjective)
     again = autotune(space, key=["n"], n_trials=2)(tuning_script.scale)  # a new process's
     out.zero_()
     again[grid](x, out, 3000, UNROLL=0)

@@ -12,7 +12,7 @@ from databases import fresh
 import helion_optuna as ho
 from helion_optuna import Config, LocalAutotuneCache, tune
 from helion_optuna.cli import main
-from helion_optuna.shared_study import EVALUATION
+from helion_optuna.storage.records import EVALUATION
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 ARGS = (torch.ones(1000),)
@@ -48,7 +48,7 @@ def test_a_study_exported_here_is_a_cache_hit_where_it_is_imported(storage_url, 
     assert code == 0 and "as a new study" in err, err
     assert summary(storage_url, first.study.study_name) == summary(here,
                                                                    first.study.study_name)
-    monkeypatch.setattr(ho.tuner, "KernelObjective", tuning_script.NoObjective)
+    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", tuning_script.NoObjective)
     there = tuned(storage_url, 3)
     assert (there.config, there.ms) == (first.config, first.ms)
 

@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 import helion_optuna.helion as hoh
 from helion_optuna import Config
 from helion_optuna.cli import main
-from helion_optuna.job import JOB, JobError
-from helion_optuna.shared_study import CHOICE, EVALUATION, config_key, is_lost
+from helion_optuna.cli.job import JobError
+from helion_optuna.storage.records import CHOICE, EVALUATION, JOB, config_key_of, is_lost
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 
@@ -134,7 +134,7 @@ def evaluations(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def assert_one_budget(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTrial]:
     done = evaluations(study)
     assert len(done) == budget
-    assert len({config_key(t.user_attrs["config"]) for t in done}) == budget  # none twice
+    assert len({config_key_of(t) for t in done}) == budget  # none twice
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
     return done
 
@@ -265,7 +265,7 @@ def test_usage_errors_exit_2(script):
 
 
 def test_a_recorded_job_is_checked_field_by_field():
-    from helion_optuna.job import Job
+    from helion_optuna.cli.job import Job
 
     job = Job("k.py:f", "inputs", n_trials=4, sampler="tpe")
     assert Job.from_json(json.loads(json.dumps(job.to_json()))) == job
@@ -280,7 +280,7 @@ def test_a_recorded_job_is_checked_field_by_field():
 
 
 def test_gpus_name_the_gpus_as_this_process_sees_them(monkeypatch):
-    from helion_optuna.gpu_workers import devices
+    from helion_optuna.cli.gpu_workers import devices
 
     monkeypatch.delenv("TRITON_INTERPRET")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -317,7 +317,7 @@ def test_gpus_all_tunes_with_one_worker_per_gpu(script):
 
 
 def test_each_worker_gets_its_share_of_the_cores_and_at_least_one():
-    from helion_optuna.gpu_workers import share
+    from helion_optuna.cli.gpu_workers import share
 
     assert [share([0, 1, 2, 3], i, 2) for i in range(2)] == [[0, 1], [2, 3]]
     assert [share([0, 1], i, 3) for i in range(3)] == [[0], [0], [1]]

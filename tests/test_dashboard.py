@@ -21,11 +21,11 @@ from optuna_dashboard import get_note
 
 import helion_optuna as ho
 from helion_optuna import Config, KernelObjective, LocalAutotuneCache
-from helion_optuna.artifacts import SOURCE_FILENAME, artifact_dir
 from helion_optuna.cli import main
-from helion_optuna.objective import Result
-from helion_optuna.shared_study import EVALUATION
-from helion_optuna.storage import default_storage_url
+from helion_optuna.evaluation import Result
+from helion_optuna.storage.artifacts import SOURCE_FILENAME, artifact_dir
+from helion_optuna.storage.records import EVALUATION
+from helion_optuna.storage.urls import default_storage_url
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 ARGS = (torch.ones(1000),)
@@ -50,7 +50,7 @@ class SourcedObjective(tuning_script.InstantObjective):
 
 @pytest.fixture
 def sourced(monkeypatch):
-    monkeypatch.setattr(ho.tuner, "KernelObjective", SourcedObjective)
+    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", SourcedObjective)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from samplers import DifferentialEvolutionSampler
-from samplers.differential_evolution.sampler import GENERATION, TARGET
+from helion_optuna.samplers import DifferentialEvolutionSampler
+from helion_optuna.samplers.differential_evolution.sampler import GENERATION, TARGET
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_loads_as_an_optunahub_package():
 WORKER = textwrap.dedent("""
     import sys, optuna
     from optuna.distributions import IntDistribution
-    from samplers import DifferentialEvolutionSampler
+    from helion_optuna.samplers import DifferentialEvolutionSampler
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url, n = sys.argv[1], int(sys.argv[2])
     space = {f"x{i}": IntDistribution(0, 15) for i in range(4)}

@@ -17,7 +17,7 @@ from helion_kernels import add  # noqa: E402
 
 import helion_optuna.helion as hoh  # noqa: E402
 from helion_optuna import Config, InvalidConfig  # noqa: E402
-from helion_optuna.helion_space import fragment_for  # noqa: E402
+from helion_optuna.helion.space import fragment_for  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU")

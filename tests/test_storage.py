@@ -13,8 +13,10 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from helion_optuna import LocalAutotuneCache, tune
-from helion_optuna.storage import StorageError, default_storage_url, open_storage
-from helion_optuna.study_file import StudyFileError, export_study
+from helion_optuna.errors import StorageError
+from helion_optuna.storage.opening import open_storage
+from helion_optuna.storage.study_file import export_study
+from helion_optuna.storage.urls import default_storage_url
 
 SPACE = {"x": IntDistribution(0, 9), "kind": CategoricalDistribution(["a", "b"])}
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -120,18 +122,18 @@ def test_a_database_of_another_optuna_version_is_refused_and_left_as_it_was(
 
 
 def test_the_schema_revision_is_the_one_optuna_checks(tmp_path):
-    """storage.py reads it from Optuna's migration scripts, without alembic."""
-    from helion_optuna.storage import _schema_revisions
+    """storage/sql.py reads it from Optuna's migration scripts, without alembic."""
+    from helion_optuna.storage.sql import schema_revisions
 
     rdb = RDBStorage(f"sqlite:///{tmp_path}/a.db")
-    assert _schema_revisions() == (rdb._version_manager.get_head_version(),
+    assert schema_revisions() == (rdb._version_manager.get_head_version(),
                                    set(rdb._version_manager.get_all_versions()))
 
 
 def test_a_study_that_does_not_exist_is_named_and_nothing_is_written(storage_url, tmp_path):
     storage = open_storage(storage_url)
     nope = f"nope-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(StudyFileError, match=f"study '{nope}' is not in .*its studies"):
+    with pytest.raises(StorageError, match=f"study '{nope}' is not in .*its studies"):
         export_study(storage, nope, tmp_path / "nope.jsonl")
     assert not (tmp_path / "nope.jsonl").exists()
     assert LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),), tuning_script.SPACE,

@@ -144,13 +144,13 @@ def ho_space_with_constraint():
 
 
 def test_compile_workers_get_tensors_of_the_same_layout_without_data():
-    from helion_optuna.objective import _Unfilled
+    from helion_optuna.evaluation.task import Unfilled
 
     base = torch.arange(64.0).reshape(8, 8)
     for arg in (base, base[1:, ::2], base.t(), base[3]):
-        shell = _Unfilled.of(arg)
+        shell = Unfilled.of(arg)
         assert len(pickle.dumps(shell)) < 1000  # no data travels
         made = shell.make()
         assert (made.shape, made.stride(), made.storage_offset(), made.dtype) == \
             (arg.shape, arg.stride(), arg.storage_offset(), arg.dtype)
-    assert _Unfilled.of(3) == 3
+    assert Unfilled.of(3) == 3

@@ -17,7 +17,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from helion_optuna import LocalAutotuneCache
-from helion_optuna.shared_study import EVALUATION, config_key, is_lost
+from helion_optuna.storage.records import EVALUATION, config_key_of, is_lost
 
 SCRIPT = Path(tuning_script.__file__)
 STUDY = LocalAutotuneCache(tuning_script.launch, (torch.ones(1000),), tuning_script.SPACE)
@@ -73,7 +73,7 @@ def test_four_workers_spend_one_budget_on_distinct_configs_and_agree(storage_url
     results = [finish(p) for p in processes]
     done = evaluations(storage_url)
     assert len(done) == 24  # one budget, not four
-    assert len({config_key(t.user_attrs["config"]) for t in done}) == 24  # none twice
+    assert len({config_key_of(t) for t in done}) == 24  # none twice
     assert len({t.system_attrs[EVALUATION] for t in done}) == 4  # all four took part
     repeats = [t for t in trials(storage_url) if "duplicate_of" in t.user_attrs]
     assert repeats  # the random sampler proposed configs twice; they were not evaluated

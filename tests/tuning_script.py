@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 import helion_optuna as ho
-from helion_optuna.objective import Result
+from helion_optuna.evaluation import Result
 
 SPACE = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 512), "UNROLL": ho.Integer(0, 3),
                         "num_warps": ho.PowerOfTwo(1, 4)})
@@ -95,9 +95,9 @@ def main() -> None:
         while not (start / "go").exists():
             time.sleep(0.01)
     if mode == "instant":
-        ho.tuner.KernelObjective = InstantObjective
+        ho.tuning.tuner.KernelObjective = InstantObjective
     elif mode == "hit":
-        ho.tuner.KernelObjective = NoObjective
+        ho.tuning.tuner.KernelObjective = NoObjective
     result = ho.tune(launch, (torch.ones(1000),), space=SPACE, reference=lambda x: 2 * x,
                      n_trials=n_trials, timeout=TIMEOUT, storage=storage, sampler="random")
     hit = {"alembic": "alembic" in sys.modules}  # read before result.study opens the storage

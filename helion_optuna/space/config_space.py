@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from helion_optuna.config import DEFAULTS, Config, InvalidConfig, check_field
-from helion_optuna.fragments import Fragment
+from helion_optuna.errors import InvalidConfig
+from helion_optuna.space.config import DEFAULTS, Config, check_field
+from helion_optuna.space.fragments import Fragment
+from helion_optuna.storage import records
 
 
 class ConfigSpace:
@@ -96,7 +98,7 @@ class ConfigSpace:
             elif isinstance(dist, CategoricalDistribution):
                 params[name] = trial.suggest_categorical(name, dist.choices)
         config = self.decode(params)
-        trial.set_user_attr("config", config.to_json())
+        records.set_config(trial, config)
         return config
 
     def default_config(self) -> Config:

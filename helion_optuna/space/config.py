@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from helion_optuna.errors import InvalidConfig
+
 PidType = Literal["flat", "xyz", "persistent_blocked", "persistent_interleaved"]
 Indexing = Literal["pointer", "tensor_descriptor", "block_ptr"]
 EvictionPolicy = Literal["", "first", "last"]
@@ -26,10 +28,6 @@ EVICTION_POLICIES = ("", "first", "last")
 
 #: What an absent field reads as, the way Helion reads it.
 DEFAULTS: dict[str, object] = {"num_warps": 4, "num_stages": 1, "pid_type": "flat"}
-
-
-class InvalidConfig(ValueError):
-    """A Config, or a value for one, that is not allowed; the message names the field."""
 
 
 def is_int(value: object) -> bool:
@@ -187,6 +185,12 @@ class Config(Mapping[str, object]):
             raise InvalidConfig(
                 f"a Config JSON document must be an object, got {type(data).__name__}"
             )
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Config:
+        """A Config of a mapping (a parsed JSON object), every field checked; keys keep their
+        order, unknown keys become user keys."""
         config = cls(**data)
         config.config = {k: config.config[k] for k in data if k in config.config}
         return config

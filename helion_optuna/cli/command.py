@@ -8,7 +8,6 @@ arguments. Exit status: 0, 1 for a failure (one line on stderr, the traceback wi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -17,14 +16,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from helion_optuna import artifacts, dashboard, gpu_workers, plots
-from helion_optuna.config import Config, InvalidConfig
-from helion_optuna.job import Job, JobError, Tuning, joined
-from helion_optuna.shared_study import EVALUATION, is_lost
-from helion_optuna.storage import StorageError, label, open_storage
-from helion_optuna.study_file import StudyFileError, export_study, import_study, study_id
-from helion_optuna.study_note import arguments_text
-from helion_optuna.tuner import EFFORTS, SAMPLERS
+from helion_optuna.cli import dashboard, gpu_workers, plots
+from helion_optuna.cli.job import Job, Tuning, joined
+from helion_optuna.errors import HelionOptunaError, TuningError
+from helion_optuna.space import Config
+from helion_optuna.storage import artifacts, fingerprint, internals, records
+from helion_optuna.storage.opening import label, open_storage, study_id
+from helion_optuna.storage.study_file import export_study, import_study
+from helion_optuna.tuning.tuner import EFFORTS, SAMPLERS
 
 
 def studies(args: argparse.Namespace) -> int:
@@ -32,16 +31,14 @@ def studies(args: argparse.Namespace) -> int:
     rows = [("study", "kernel", "device", "arguments", "trials", "evaluated", "failed",
              "best ms", "finished")]
     for study in storage.get_all_studies():
-        key = study.user_attrs.get("cache_key", {})
-        trials = storage.get_all_trials(study._study_id, deepcopy=False)
-        evaluated = [t for t in trials if t.state.is_finished()
-                     and EVALUATION in t.system_attrs and not is_lost(t)]
-        best = study.user_attrs.get("best_ms")
-        rows.append((study.study_name, key.get("kernel", "-"), key.get("device", "-"),
-                     arguments_text(key.get("arguments")), str(len(trials)), str(len(evaluated)),
-                     str(sum(t.state == TrialState.FAIL for t in evaluated)),
+        key = fingerprint.summary(records.cache_key_of(study.user_attrs))
+        trials = internals.listed_trials(storage, study)
+        evaluated = [t for t in trials if records.is_evaluation(t)]
+        best = records.best_ms_of(study.user_attrs)
+        rows.append((study.study_name, key.kernel, key.device, key.arguments, str(len(trials)),
+                     str(len(evaluated)), str(sum(t.state == TrialState.FAIL for t in evaluated)),
                      "-" if best is None else f"{best:.4f}",
-                     "yes" if study.user_attrs.get("finished") else "no"))
+                     "yes" if records.is_finished(study.user_attrs) else "no"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -52,15 +49,15 @@ def studies(args: argparse.Namespace) -> int:
 def best(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage, create=False)
     sid = study_id(storage, args.study)
-    attrs = storage.get_study_user_attrs(sid)
-    if "best_config" in attrs:
-        config = Config.from_json(json.dumps(attrs["best_config"]))
+    best_config = records.best_config_of(storage.get_study_user_attrs(sid))
+    if best_config is not None:
+        config = Config.from_dict(best_config)
     else:
         done = [t for t in storage.get_all_trials(sid, deepcopy=False)
-                if t.state == TrialState.COMPLETE and "config" in t.user_attrs]
+                if t.state == TrialState.COMPLETE and records.config_of(t) is not None]
         if not done:
-            raise StudyFileError(f"study {args.study!r} has no config that ran correctly")
-        config = Config.from_json(min(done, key=lambda t: t.value).user_attrs["config"])
+            raise TuningError(f"study {args.study!r} has no config that ran correctly")
+        config = Config.from_dict(records.config_of(min(done, key=lambda t: t.value)))
         print(f"study {args.study!r} is not finished: its fastest config so far",
               file=sys.stderr)
     print(config.to_json())
@@ -291,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (StorageError, StudyFileError, InvalidConfig, JobError, plots.PlotError,
-            OSError) as e:
+    except (HelionOptunaError, OSError) as e:
         if args.verbose:
             traceback.print_exc()
         print(f"helion-optuna {args.command}: {e}", file=sys.stderr)

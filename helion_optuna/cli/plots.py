@@ -19,13 +19,14 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
+from helion_optuna.errors import PlotError
+from helion_optuna.storage import records
+
+__all__ = ["PlotError", "out_path", "write"]
+
 SUFFIXES = (".html", ".png")
 TARGET = "time (ms)"
 PER_SAMPLER = "evaluation (numbered per sampler)"
-
-
-class PlotError(RuntimeError):
-    """A study with nothing to plot, or a plotting library that is not installed."""
 
 
 def out_path(text: str) -> Path:
@@ -40,7 +41,7 @@ def out_path(text: str) -> Path:
 def write(study: optuna.Study, path: Path) -> None:
     """Draw the three plots of ``study`` into ``path`` (its suffix picks the format)."""
     evaluations = [t for t in study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and "duplicate_of" not in t.user_attrs]
+                   if t.state.is_finished() and not records.is_duplicate(t)]
     if sum(t.state == TrialState.COMPLETE for t in evaluations) < 2:
         raise PlotError(f"study {study.study_name!r} has fewer than 2 configs that ran "
                         "correctly: nothing to plot")
@@ -48,9 +49,8 @@ def write(study: optuna.Study, path: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study copied
     try:
         whole = _study(study.study_name, evaluations)
-        samplers = sorted({t.user_attrs.get("sampler", "unknown") for t in evaluations})
-        by_sampler = [_study(s, [t for t in evaluations
-                                 if t.user_attrs.get("sampler", "unknown") == s])
+        samplers = sorted({records.sampler_of(t) for t in evaluations})
+        by_sampler = [_study(s, [t for t in evaluations if records.sampler_of(t) == s])
                       for s in samplers]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)  # optuna's matplotlib plots

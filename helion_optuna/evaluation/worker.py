@@ -1,10 +1,10 @@
 """Worker processes: kernels compile and run here, never in the caller.
 
-A worker is a fresh interpreter running :func:`main`: it receives its task by value (see
-pickling.py) and never imports the caller's ``__main__``. It answers one job at a time over
-a pair of pipes, so a job that hangs is killed after its timeout and a job that
-crashes the process (segfault, abort, a corrupted CUDA context) costs only that job: the
-next job starts a new worker.
+A worker is a fresh interpreter running :func:`main`: it receives its role and its task by
+value (see pickling.py) and never imports the caller's ``__main__``. It answers one request
+at a time (messages.py) over a pair of pipes, so a request that hangs is killed after its
+timeout and one that crashes the process (segfault, abort, a corrupted CUDA context) costs
+only that request: the next one starts a new worker.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from helion_optuna import pickling
+from helion_optuna.errors import TuningError
+from helion_optuna.evaluation import pickling
+from helion_optuna.evaluation.messages import CRASH, Request, Result, Role, Started
 
 STARTUP_TIMEOUT_S = 600.0
 
@@ -35,14 +37,14 @@ class WorkerLost(Exception):
 class Worker:
     """One worker process, started on first use and again after it is lost."""
 
-    def __init__(self, task: bytes, role: str) -> None:
+    def __init__(self, task: bytes, role: Role) -> None:
         self._task, self._role = task, role
         self._proc: subprocess.Popen | None = None
 
-    def call(self, job: Any, timeout: float) -> Any:
+    def call(self, request: Request, timeout: float) -> Result:
         self.start()
         try:
-            self._outbox.send_bytes(pickle.dumps(job))
+            self._outbox.send_bytes(pickle.dumps(request))
             return self._receive(timeout)
         except (BrokenPipeError, EOFError, OSError):
             code = self._proc.wait()
@@ -64,7 +66,7 @@ class Worker:
         # Whatever the caller can import, the worker can (its __main__ excepted).
         path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from helion_optuna.worker import main; main()",
+            [sys.executable, "-c", "from helion_optuna.evaluation.worker import main; main()",
              str(to_child), str(from_child)],
             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": path},
@@ -75,10 +77,10 @@ class Worker:
         self._inbox = Connection(to_parent, writable=False)
         self._outbox.send_bytes(pickle.dumps(self._role))
         self._outbox.send_bytes(self._task)
-        ready = self._receive(STARTUP_TIMEOUT_S)
-        if ready != "ready":
+        started: Started = self._receive(STARTUP_TIMEOUT_S)
+        if started.error is not None:
             self.close()
-            raise RuntimeError(f"worker could not start: {ready}")
+            raise TuningError(f"worker could not start: {started.error}")
 
     def close(self) -> None:
         if self._proc is not None:
@@ -92,7 +94,7 @@ class Worker:
 class Pool:
     """Workers that run jobs in parallel, one job per worker at a time."""
 
-    def __init__(self, task: bytes, role: str, size: int) -> None:
+    def __init__(self, task: bytes, role: Role, size: int) -> None:
         self.size = size
         self._workers = [Worker(task, role) for _ in range(size)]
         self._idle: queue.Queue[Worker] = queue.Queue()
@@ -127,20 +129,20 @@ def _exit_reason(code: int) -> str:
 def main() -> None:
     inbox = Connection(int(sys.argv[1]), writable=False)
     outbox = Connection(int(sys.argv[2]), readable=False)
-    role = pickle.loads(inbox.recv_bytes())
+    role: Role = pickle.loads(inbox.recv_bytes())
     task = pickling.loads(inbox.recv_bytes())
     try:
         task.prepare(role)
     except BaseException as e:
-        outbox.send_bytes(pickle.dumps(f"{type(e).__name__}: {e}"))
+        outbox.send_bytes(pickle.dumps(Started(f"{type(e).__name__}: {e}")))
         return
-    outbox.send_bytes(pickle.dumps("ready"))
+    outbox.send_bytes(pickle.dumps(Started()))
     while True:
         try:
-            job = pickle.loads(inbox.recv_bytes())
+            request: Request = pickle.loads(inbox.recv_bytes())
         except EOFError:
             return
-        result = task.run(job)
+        result = task.run(request)
         outbox.send_bytes(pickle.dumps(result))
-        if getattr(result, "failure", None) == "crash":
+        if result.failure == CRASH:
             return  # the process may be unusable (e.g. a CUDA error): start afresh

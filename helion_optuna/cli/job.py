@@ -14,7 +14,7 @@ REFERENCE, if given, names a function of the script that computes the expected o
 the args (for an @autotune kernel, in place); otherwise the kernel's reference checks, if it
 has one, else the output of the default config.
 
-``tune`` records the job in its study (user attribute ``job``, JSON) before tuning;
+``tune`` records the job in its study (records.py: a study user attribute, JSON) before tuning;
 ``helion-optuna worker`` reads it there and runs the same tuning, so joining the study
 (shared_study.py). Every process imports the script itself, as a module (its ``if __name__ ==
 "__main__":`` block does not run), and makes its own inputs; a script's path is resolved
@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import json
 import math
 import os
 import sys
@@ -38,23 +37,21 @@ from typing import Any
 
 import cloudpickle
 
-from helion_optuna import tuner
-from helion_optuna.cache import LocalAutotuneCache
-from helion_optuna.config import Config
+from helion_optuna.cli.gpu_workers import run_workers
 from helion_optuna.decorator import Autotuned
-from helion_optuna.objective import interpreting
-from helion_optuna.space import ConfigSpace
-from helion_optuna.storage import default_storage_url, label, open_storage, study_user_attrs
-from helion_optuna.study_file import study_id
+from helion_optuna.errors import JobError, TuningError
+from helion_optuna.evaluation.device import interpreting
+from helion_optuna.space import Config, ConfigSpace
+from helion_optuna.storage import fingerprint, records
+from helion_optuna.storage.cache import LocalAutotuneCache, cache_entry
+from helion_optuna.storage.opening import label, open_storage, study_id, study_user_attrs
+from helion_optuna.storage.urls import default_storage_url
+from helion_optuna.tuning import tuner
 
-#: The study's user attribute that holds its job.
-JOB = "job"
+__all__ = ["Job", "JobError", "Tuning", "import_target", "joined"]
+
 #: A job's tuning in this process: its cache entry, the call that tunes, the config to show.
 _Plan = tuple[LocalAutotuneCache, Callable[[], "tuner.TuneResult"], Callable[[Config], Config]]
-
-
-class JobError(Exception):
-    """A job that cannot run: its script, kernel, inputs or study (one line for the user)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +125,7 @@ class Tuning:
     def record(self) -> None:
         """Create the study if needed and record the job there (the latest job wins: it is
         the one that workers joining the study run)."""
-        self.cache.open_study().set_user_attr(JOB, self.job.to_json())
+        records.set_job(self.cache.open_study(), self.job.to_json())
 
     def run(self, devices: Sequence[str | None] | None = None) -> tuple[Config, float]:
         """Tune here, or with ``devices``, in one ``helion-optuna worker`` process per
@@ -136,18 +133,15 @@ class Tuning:
         if devices is None:
             try:
                 result = self._run()
-            except RuntimeError as e:  # the tuner's: no config ran correctly, ...
+            except TuningError as e:  # no config ran correctly, ...
                 raise JobError(f"tuning failed: {e}") from e
             return self._shown(result.config), result.ms
-        from helion_optuna.gpu_workers import run_workers
-
         run_workers(self.storage_url, self.study_name, devices)
         attrs = study_user_attrs(self.storage_url, self.study_name)
-        if "best_config" not in attrs:
+        best_config, ms = records.best_config_of(attrs), records.best_ms_of(attrs)
+        if best_config is None:
             raise JobError(f"study {self.study_name!r}: the workers ended without a best config")
-        ms = attrs.get("best_ms")
-        return (self._shown(Config.from_json(json.dumps(attrs["best_config"]))),
-                math.nan if ms is None else ms)
+        return self._shown(Config.from_dict(best_config)), math.nan if ms is None else ms
 
     def describe(self, ms: float) -> str:
         note = " (Triton interpreter: the time means nothing)" if interpreting() else ""
@@ -159,14 +153,14 @@ def joined(storage: str | None, study_name: str) -> Tuning:
     """The tuning of the job recorded in ``study_name``, made ready to join the study."""
     opened = open_storage(storage, create=False)
     attrs = opened.get_study_user_attrs(study_id(opened, study_name))
-    if JOB not in attrs:
+    job = records.job_of(attrs)
+    if job is None:
         raise JobError(f"study {study_name!r} has no job (it was not tuned by helion-optuna "
                        "tune): to join it, run the same tuning (the same helion_optuna.tune "
                        "call or helion-optuna tune command) with this storage")
-    tuning = Tuning(Job.from_json(attrs[JOB]), storage)
+    tuning = Tuning(Job.from_json(job), storage)
     if tuning.study_name != study_name:
-        ours, theirs = tuning.cache.key, attrs.get("cache_key", {})
-        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        differ = fingerprint.differences(tuning.cache.key, records.cache_key_of(attrs) or {})
         raise JobError(f"study {study_name!r}: its job ({tuning.job.target}) here is another "
                        f"tuning, study {tuning.study_name!r}: they differ in "
                        f"{', '.join(differ)} (the script, the inputs, or the GPU)")
@@ -253,7 +247,7 @@ def _plan(job: Job, storage: str, kernel: Any, inputs: Any, space: Any,
     if not isinstance(space, ConfigSpace):
         raise JobError(f"--space: {job.space} is a {type(space).__name__}, not a ConfigSpace")
     args = _made(inputs, job.inputs)
-    cache = LocalAutotuneCache(kernel, args, space, storage=storage)
+    cache = cache_entry("loose", kernel, args, space, storage)
     return cache, lambda: tuner.tune(kernel, args, space=space, reference=reference,
                                      cache=cache, storage=storage, **options), _same
 
@@ -273,7 +267,7 @@ def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
             options: dict[str, Any]) -> _Plan:
     from helion_optuna import helion as ho_helion
 
-    # The cache entry that helion_optuna.helion.tune would use.
+    # The Helion adapter's cache entry, given to its tune.
     cache = ho_helion.cache_for(kernel, args, ho_helion.space_for(kernel.bind(args)),
                                  "loose", storage, None)
     return cache, lambda: ho_helion.tune(kernel, args, reference=reference, cache=cache,

@@ -3,7 +3,7 @@
 Several processes (on one machine, or on machines that share a database) may run the same
 tuning on one study. They spend one budget of evaluations and evaluate each config once:
 
-- A trial that is to evaluate its config gets the system attribute EVALUATION (naming the
+- A trial that is to evaluate its config gets the evaluation mark (records.py; it names the
   process) before its config is submitted; only these trials count against the budget,
   while they run and once they have a result. A trial whose process died (failed by
   ``fail_stale_trials``: FAIL without a ``failure`` attribute) is lost and counts no more.
@@ -31,25 +31,19 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from helion_optuna.batched_storage import BatchedStorage
-from helion_optuna.storage import GRACE_PERIOD_S
+from helion_optuna.storage import internals, records
+from helion_optuna.storage.opening import GRACE_PERIOD_S
+from helion_optuna.storage.records import Choice
 
-#: Trial system attribute: the trial evaluates its config, counted against the budget; its
-#: value names the process ("host:pid").
-EVALUATION = "helion_optuna:evaluation"
-#: Study system attribute (a prefix): the final choice of a tuning, per budget.
-CHOICE = "helion_optuna:choice"
 #: Seconds between two looks at the storage while waiting for another process to decide a
 #: trial: at first, and at most.
 POLL_S, MAX_POLL_S = 0.005, 0.2
@@ -57,16 +51,6 @@ POLL_S, MAX_POLL_S = 0.005, 0.2
 
 def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def config_key(config_json: str) -> str:
-    """One text per distinct Config, whatever the order of its keys."""
-    return json.dumps(json.loads(config_json), sort_keys=True)
-
-
-def is_lost(trial: FrozenTrial) -> bool:
-    """Failed without an evaluation's failure: its process died while it ran."""
-    return trial.state == TrialState.FAIL and "failure" not in trial.user_attrs
 
 
 class SharedStudy:
@@ -95,17 +79,14 @@ class SharedStudy:
     def update(self, refresh: bool = False) -> None:
         """Read the trials that changed; ``refresh`` reads the database even if this process
         has not created a trial since the last read (see BatchedStorage)."""
-        storage = self.study._storage
-        if refresh and isinstance(storage, BatchedStorage):
-            storage.refresh(self.study._study_id)
-        trials = self.study._get_trials(deepcopy=False, use_cache=not refresh)
+        trials = internals.trials(self.study, refresh)
         self.running, self._undecided = {}, []
         for trial in trials[self._frontier:]:
             if trial.state.is_finished():
                 self._add_finished(trial)
-            elif EVALUATION in trial.system_attrs:
-                self.running[config_key(trial.user_attrs["config"])] = trial
-            elif "duplicate_of" not in trial.user_attrs:
+            elif records.is_marked(trial):
+                self.running[records.config_key_of(trial)] = trial
+            elif not records.is_duplicate(trial):
                 self._undecided.append(trial)
         while self._frontier < len(trials) and trials[self._frontier].state.is_finished():
             self._frontier += 1
@@ -114,8 +95,8 @@ class SharedStudy:
         if trial.number in self._read:
             return
         self._read.add(trial.number)
-        if EVALUATION in trial.system_attrs and not is_lost(trial):
-            self.known[config_key(trial.user_attrs["config"])] = trial
+        if records.is_evaluation(trial):
+            self.known[records.config_key_of(trial)] = trial
             if trial.state == TrialState.COMPLETE:
                 self.completed.append(trial)
 
@@ -133,8 +114,7 @@ class SharedStudy:
                     before.append(t)
                 else:  # its process died before deciding it
                     with contextlib.suppress(UpdateFinishedTrialError):
-                        self.study._storage.set_trial_state_values(t._trial_id,
-                                                                   TrialState.FAIL)
+                        internals.fail(self.study, t)
             if not before:
                 break
             time.sleep(min(POLL_S * 2**attempt, MAX_POLL_S))
@@ -148,23 +128,15 @@ class SharedStudy:
         """The ``n`` fastest evaluations, fastest first."""
         return sorted(self.completed, key=lambda t: t.value)[:n]
 
-    def recorded_choice(self, budget: float) -> dict[str, Any] | None:
+    def recorded_choice(self, budget: float) -> Choice | None:
         """The choice recorded by the process that ended the tuning of this budget, if one
         did (read from the database)."""
-        storage, study_id = self.study._storage, self.study._study_id
-        return storage.get_study_system_attrs(study_id).get(f"{CHOICE}:{budget:g}")
+        return records.recorded_choice(self.study, budget)
 
-    def choice(self, budget: float,
-               choose: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The final choice of the tuning of this budget (``{"config": config JSON, "ms":
-        ..., ...}``): recorded by the first process that ended it, else ``choose()``'s."""
-        storage, study_id = self.study._storage, self.study._study_id
-        key = f"{CHOICE}:{budget:g}"
+    def choice(self, budget: float, choose: Callable[[], Choice]) -> Choice:
+        """The final choice of the tuning of this budget: recorded by the first process that
+        ended it, else ``choose()``'s."""
         chosen = self.recorded_choice(budget)
         if chosen is None:
-            chosen = choose()
-            if isinstance(storage, BatchedStorage):
-                chosen = storage.set_study_system_attr_once(study_id, key, chosen)
-            else:  # in memory: this process is alone
-                storage.set_study_system_attr(study_id, key, chosen)
+            chosen = records.record_choice(self.study, budget, choose())
         return chosen

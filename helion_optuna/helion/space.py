@@ -42,9 +42,11 @@ from helion.autotuner import config_fragment as hf
 from helion.autotuner.config_generation import ConfigGeneration
 from optuna.distributions import BaseDistribution
 
-from helion_optuna.config import Config, InvalidConfig
-from helion_optuna.fragments import (
+from helion_optuna.errors import InvalidConfig
+from helion_optuna.space import (
     Boolean,
+    Config,
+    ConfigSpace,
     Enum,
     Fragment,
     Integer,
@@ -52,7 +54,7 @@ from helion_optuna.fragments import (
     Permutation,
     PowerOfTwo,
 )
-from helion_optuna.space import ConfigSpace
+from helion_optuna.storage import records
 
 
 class Items(Fragment):
@@ -199,14 +201,14 @@ class HelionSpace(ConfigSpace):
         in the compile worker: HelionLaunch.triton_code.)"""
         config = super().suggest(trial)
         if not self.allows(config):
-            trial.set_user_attr("helion_rejected", self._rejected[config.to_json()])
+            records.set_helion_rejected(trial, self._rejected[config.to_json()])
             return config
         kept = self.encode(config)
         repaired = {key: {"asked": f.decode(trial.params, key), "kept": f.decode(kept, key)}
                     for key, f in self.fragments.items()
                     if f.decode(trial.params, key) != f.decode(kept, key)}
         if repaired:
-            trial.set_user_attr("helion_repaired", repaired)
+            records.set_helion_repaired(trial, repaired)
         return config
 
     def default_config(self) -> Config:

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from helion_optuna.config import InvalidConfig, is_int
+from helion_optuna.errors import InvalidConfig
+from helion_optuna.space.config import is_int
 
 
 class Fragment:

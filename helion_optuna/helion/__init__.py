@@ -10,81 +10,35 @@ again):
 >>> @helion.kernel(autotuner_fn=helion_optuna.helion.autotuner_fn(sampler="tpe"))
 ... def my_kernel(x): ...
 
-The space is the kernel's own (helion_space.py); configs compile through Helion
-(``compile_config``) in our worker processes and are checked against the output of Helion's
-default config, or of ``reference``. A tuning is cached in the study of its key (cache.py):
-the kernel's source, the device, the arguments' specialization and the space.
+The space is the kernel's own (space.py); configs compile through Helion (``compile_config``,
+launch.py) in our worker processes and are checked against the output of Helion's default
+config, or of ``reference``. A tuning is cached in the study of its key (storage/cache.py):
+the kernel's source, the device, the arguments' specialization, the space and the kernel's
+codegen settings.
+
+This package is the Helion adapter: the only part of helion_optuna that imports Helion's
+internal modules (tests/test_layout.py checks it).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
-import linecache
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import helion
 from helion.autotuner.base_cache import should_skip_cache
 from helion.autotuner.base_search import BaseAutotuner
-from helion.runtime.settings import default_autotuner_fn
 
-from helion_optuna import tuner
-from helion_optuna.cache import LocalAutotuneCache
-from helion_optuna.helion_space import HelionSpace, space_for
-from helion_optuna.pickling import restore_source
+from helion_optuna.helion.launch import HelionLaunch
+from helion_optuna.helion.space import HelionSpace, space_for
+from helion_optuna.storage.cache import LocalAutotuneCache, cache_entry, check_cache_option
+from helion_optuna.tuning import tuner
 
 __all__ = ["Autotuner", "HelionLaunch", "HelionSpace", "autotuner_fn", "cache_for", "space_for",
            "tune"]
-
-
-class HelionLaunch:
-    """``launch(config, *args)`` for the tuner: runs the Helion kernel compiled for ``config``.
-
-    A ``helion.Kernel`` does not pickle, so this travels to worker processes as the kernel's
-    Python function, the source lines of its file (Helion reads the kernel's source; see
-    pickling.py) and its settings, and the worker makes the kernel again.
-    """
-
-    def __init__(self, kernel: helion.Kernel) -> None:
-        self.kernel = kernel
-        self._last: tuple[Any, tuple, Callable] | None = None  # config, args, compiled
-
-    def __call__(self, config: Any, *args: Any) -> Any:
-        # Timing calls again and again with the same config and arguments: skip Helion's
-        # dispatch there (bind and compile_config's lookup: about 40 us a call on the H100,
-        # ten times the launch of a small kernel's compiled code).
-        last = self._last
-        if not (last and last[0] is config and len(last[1]) == len(args)
-                and all(a is b for a, b in zip(last[1], args, strict=True))):
-            compiled = self.kernel.bind(args).compile_config(helion.Config(**config))
-            last = self._last = (config, args, compiled)
-        return last[2](*args)
-
-    def triton_code(self, config: Any, *args: Any) -> str:
-        """The Triton code that Helion generated for ``config`` (a trial's artifact): the
-        file of the module that ``compile_config`` made (and keeps), not a second codegen."""
-        compiled = self.kernel.bind(args).compile_config(helion.Config(**config))
-        return Path(compiled.__code__.co_filename).read_text()
-
-    def __reduce__(self) -> tuple:
-        fn = self.kernel.fn
-        filename = fn.__code__.co_filename
-        settings = copy.copy(self.kernel.settings)
-        # Workers do not tune (the reference travels apart); these may not pickle.
-        settings.autotuner_fn, settings.autotune_baseline_fn = default_autotuner_fn, None
-        return _rebuild_launch, (fn, filename, linecache.getlines(filename), settings)
-
-
-def _rebuild_launch(fn: Callable, filename: str, lines: list[str],
-                    settings: helion.Settings) -> HelionLaunch:
-    restore_source(filename, lines)
-    # cloudpickle names the file of a function sent by value "<dynamic-code>".
-    fn.__code__ = fn.__code__.replace(co_filename=filename)
-    return HelionLaunch(helion.kernel(fn, settings=settings))
 
 
 def tune(kernel: helion.Kernel, args: Sequence[Any], *, effort: str | None = None,
@@ -113,16 +67,14 @@ def cache_for(kernel: helion.Kernel, args: tuple, space: HelionSpace,
     """The cache entry of tuning ``kernel`` on ``args`` over ``space`` ("loose", "strict", a
     LocalAutotuneCache, or None), keyed on the kernel (the tuner would key it on the launch)
     and its codegen settings."""
+    check_cache_option(cache)
     if not isinstance(cache, str):
         return cache
-    if cache not in tuner.CACHES:
-        raise ValueError(f"cache: {cache!r} is not one of {', '.join(map(repr, tuner.CACHES))}, "
-                         "None (or a LocalAutotuneCache)")
     helion_key: dict[str, Any] = {"settings": codegen_settings(kernel.settings)}
     if cache == "strict":
         helion_key["version"] = metadata.version("helion")
-    return tuner.CACHES[cache](kernel, args, space, storage=storage, study_name=study_name,
-                              extra={"helion": helion_key})
+    return cache_entry(cache, kernel, args, space, storage, study_name,
+                       extra={"helion": helion_key})
 
 
 #: Settings that change how a kernel is tuned or reported, not the code it compiles to.

@@ -7,7 +7,7 @@ JSON lines: a header, then one line per trial, in the order of trial numbers::
     {"number": 0, "state": "COMPLETE", "values": [0.0123], "datetime_start": "2026-...",
      "datetime_complete": "2026-...", "params": {"BLOCK": 6},
      "distributions": {"BLOCK": {"name": "IntDistribution", "attributes": {...}}},
-     "user_attrs": {"config": "..."}, "system_attrs": {...}, "intermediate_values": {}}
+     "user_attrs": {...}, "system_attrs": {...}, "intermediate_values": {}}
 
 Only JSON is read (never a pickle), and the whole file is checked before anything is
 written. A trial that was still running when exported is imported as FAIL (lost).
@@ -33,15 +33,15 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from helion_optuna.shared_study import EVALUATION, config_key, is_lost
-from helion_optuna.storage import label
+from helion_optuna.errors import StudyFileError
+from helion_optuna.storage import internals, records
+from helion_optuna.storage.opening import label, study_id
+
+__all__ = ["FORMAT", "VERSION", "Imported", "StudyFileError", "export_study", "import_study",
+           "read_study_file"]
 
 FORMAT = "helion-optuna-study"
 VERSION = 1
-
-
-class StudyFileError(ValueError):
-    """A study that cannot be exported or imported; the message says why."""
 
 
 @dataclass
@@ -49,17 +49,6 @@ class Imported:
     study_name: str
     added: int
     merged: bool  # into a study of the same key that was there
-
-
-def study_id(storage: BaseStorage, study_name: str) -> int:
-    """The study's id, or StudyFileError naming the studies there are."""
-    try:
-        return storage.get_study_id_from_name(study_name)
-    except KeyError:
-        names = sorted(s.study_name for s in storage.get_all_studies())
-        there = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "none"
-        raise StudyFileError(f"study {study_name!r} is not in {label(storage)} (its "
-                             f"studies: {there})") from None
 
 
 def export_study(storage: BaseStorage, study_name: str, path: str | Path) -> int:
@@ -91,24 +80,24 @@ def import_study(storage: BaseStorage, path: str | Path) -> Imported:
         for key, value in header["user_attrs"].items():
             study.set_user_attr(key, value)
         for key, value in header["system_attrs"].items():
-            storage.set_study_system_attr(study._study_id, key, value)
+            internals.set_study_system_attr(study, key, value)
         study.add_trials(trials)
         return Imported(name, len(trials), merged=False)
-    ours, theirs = existing.user_attrs.get("cache_key"), header["user_attrs"].get("cache_key")
-    if ours is None or ours != theirs:
+    ours = records.cache_key_of(existing.user_attrs)
+    if ours is None or ours != records.cache_key_of(header["user_attrs"]):
         raise StudyFileError(f"{path}: study {name!r} is in {label(storage)} for "
                              f"{'another key' if ours else 'no cache key'}; nothing imported")
     study = optuna.load_study(study_name=name, storage=storage)
-    have = {config_key(t.user_attrs["config"]) for t in study.get_trials(deepcopy=False)
-            if _is_evaluation(t)}
-    new = [t for t in trials if _is_evaluation(t)
-           and config_key(t.user_attrs["config"]) not in have]
+    have = {records.config_key_of(t) for t in study.get_trials(deepcopy=False)
+            if records.is_evaluation(t)}
+    new = [t for t in trials if records.is_evaluation(t)
+           and records.config_key_of(t) not in have]
     for key, value in header["user_attrs"].items():
         if key not in existing.user_attrs:
             study.set_user_attr(key, value)
     for key, value in header["system_attrs"].items():
         if key not in existing.system_attrs:
-            storage.set_study_system_attr(study._study_id, key, value)
+            internals.set_study_system_attr(study, key, value)
     study.add_trials(new)
     return Imported(name, len(new), merged=True)
 
@@ -191,13 +180,8 @@ def _trial_from_json(record: dict[str, Any]) -> FrozenTrial:
         intermediate_values={int(k): v for k, v in record["intermediate_values"].items()})
     trial.datetime_start = _datetime(record["datetime_start"])
     trial.datetime_complete = _datetime(record["datetime_complete"]) or trial.datetime_start
-    trial._validate()
+    internals.validate(trial)
     return trial
-
-
-def _is_evaluation(trial: FrozenTrial) -> bool:
-    return (trial.state.is_finished() and EVALUATION in trial.system_attrs
-            and not is_lost(trial))
 
 
 def _iso(when: datetime | None) -> str | None:

@@ -16,8 +16,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from helion_optuna.job import JobError
-from helion_optuna.objective import interpreting
+from helion_optuna.errors import JobError
+from helion_optuna.evaluation.device import interpreting
 
 
 def parse(text: str) -> str:

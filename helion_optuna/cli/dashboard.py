@@ -14,8 +14,10 @@ from pathlib import Path
 
 from optuna.artifacts import FileSystemArtifactStore
 
-from helion_optuna.artifacts import artifact_dir
-from helion_optuna.storage import default_storage_url, label, open_storage
+from helion_optuna.storage import internals
+from helion_optuna.storage.artifacts import artifact_dir
+from helion_optuna.storage.opening import label, open_storage
+from helion_optuna.storage.urls import default_storage_url
 
 
 def serve(storage_url: str | None, host: str, port: int, artifacts: str | None) -> None:
@@ -27,7 +29,7 @@ def serve(storage_url: str | None, host: str, port: int, artifacts: str | None) 
     storage = open_storage(url, create=False)
     # Optuna's RDBStorage itself: it reads the database at every request, so trials that
     # running tunings finish show up (open_storage's cache is for a tuning process).
-    database = getattr(storage, "_backend", storage)
+    database = internals.database(storage) or storage
     directory = Path(artifacts) if artifacts else artifact_dir(url)
     directory.mkdir(parents=True, exist_ok=True)
     print(f"optuna-dashboard of {label(storage)} (artifacts in {directory}) on "

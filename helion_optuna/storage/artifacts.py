@@ -25,12 +25,13 @@ import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 
-#: The artifact of a trial's kernel source: its file name and type (text, so that a browser
-#: shows it).
-SOURCE_FILENAME = "triton_code.py"
-SOURCE_MIMETYPE = "text/plain; charset=utf-8"
+from helion_optuna.storage import internals
+from helion_optuna.storage.records import SOURCE_FILENAME, SOURCE_MIMETYPE
+from helion_optuna.storage.urls import cache_home
+
+__all__ = ["SOURCE_FILENAME", "artifact_dir", "delete_study", "store_for", "upload_source"]
 
 _scratch = threading.local()
 
@@ -43,20 +44,15 @@ def artifact_dir(storage_url: str) -> Path:
     url = sqlalchemy.engine.make_url(storage_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return Path(url.database).absolute().parent / "artifacts"
-    cache = os.environ.get("HELION_CACHE_DIR")
-    if not cache:
-        import torch.hub
-
-        cache = torch.hub._get_torch_home()
-    return Path(cache) / "helion_optuna" / "artifacts"
+    return cache_home() / "helion_optuna" / "artifacts"
 
 
 def store_for(storage: BaseStorage | None) -> FileSystemArtifactStore | None:
     """The artifact store of a database storage (created on first use); None for others."""
-    backend = getattr(storage, "_backend", storage)
-    if not isinstance(backend, RDBStorage):
+    database = internals.database(storage)
+    if database is None:
         return None
-    path = artifact_dir(backend.url)
+    path = artifact_dir(database.url)
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(path)
 

@@ -1,0 +1,172 @@
+"""The evaluator: compile, check and time a kernel for one Config, in worker processes.
+
+Configs compile in parallel in a pool of compile workers (Triton's ``warmup``: compile only,
+into Triton's on-disk cache), then run one after another in a single timing worker that loads
+them from that cache, checks the output against the reference and times it. A failure of any
+kind gives a Result with its reason (messages.py: compile_error, compile_timeout,
+run_timeout, crash, wrong_result or out_of_resources). This is the parent's side; the
+workers run task.py.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from helion_optuna.evaluation import pickling
+from helion_optuna.evaluation.device import interpret_without_gpu
+from helion_optuna.evaluation.messages import (
+    COMPILE_TIMEOUT,
+    CRASH,
+    RUN_TIMEOUT,
+    Kind,
+    Request,
+    Result,
+    Role,
+)
+from helion_optuna.evaluation.task import Task, Unfilled
+from helion_optuna.evaluation.worker import Pool, Worker, WorkerLost
+from helion_optuna.space import Config, ConfigSpace
+
+#: Milliseconds of repeated runs that time a config during the search (the final re-timing of
+#: the leaders runs longer).
+SEARCH_REP_MS = 20.0
+
+
+class Evaluator:
+    """Evaluates Configs of ``space`` for ``launch(config, *args)`` in worker processes.
+
+    ``launch(config, *args)`` runs the kernel for one Config and returns its output (a tensor
+    or a tuple of tensors). ``reference(*args)`` gives the expected output; without it, the
+    output of the space's default config (``default``, if the caller has it already) is the
+    reference. ``rtol``/``atol`` default to ``torch.testing.assert_close``'s for the output
+    dtype. Tensor arguments are restored to what was given before each checked run, so
+    kernels may write them in place. ``timeout_s`` bounds one run, and one compile (once 8
+    compiles have finished, a compile is also stopped at 10x their median, at least 5 s).
+    """
+
+    def __init__(
+        self,
+        launch: Callable[..., Any],
+        args: Sequence[Any],
+        *,
+        reference: Callable[..., Any] | None = None,
+        space: ConfigSpace,
+        rtol: float | None = None,
+        atol: float | None = None,
+        timeout_s: float = 60.0,
+        compile_workers: int | None = None,
+        default: Config | None = None,
+    ) -> None:
+        if (rtol is None) != (atol is None):
+            raise ValueError("rtol and atol go together: give both or neither")
+        self.space = space
+        self.has_reference = reference is not None
+        self.timeout_s = timeout_s
+        default = space.default_config() if default is None else default
+        task = Task(launch, tuple(args), reference, default, rtol, atol)
+        self._task = pickling.dumps(task)
+        # Compile workers get the arguments' shapes, not their data (see Unfilled).
+        self._compile_task = pickling.dumps(
+            Task(launch, tuple(map(Unfilled.of, args)), None, default, rtol, atol))
+        #: Compile workers, one per core this process may run on (``tune --gpus`` gives
+        #: each of its processes a share); up to ``in_flight`` configs are compiling or
+        #: waiting to be timed.
+        self.batch_size = compile_workers or len(os.sched_getaffinity(0))
+        self.in_flight = self.batch_size + 2
+        interpret_without_gpu()
+        self._compilers: Pool | None = None
+        self._timer: Worker | None = None
+        self._compile_times: list[float] = []
+
+    def evaluate(self, configs: Sequence[Config], rep_ms: float = SEARCH_REP_MS) -> list[Result]:
+        """Compile ``configs`` in parallel, then check and time them one after another."""
+        return [f.result() for f in [self.submit(c, rep_ms) for c in configs]]
+
+    def submit(self, config: Config, rep_ms: float = SEARCH_REP_MS) -> Future[Result]:
+        """Start evaluating ``config``: it compiles on the next idle compile worker, then
+        waits for the timing worker. The Result comes through the future."""
+        if self._compilers is None:
+            self._compilers = Pool(self._compile_task, Role.COMPILE, self.batch_size)
+            self._timer = Worker(self._task, Role.TIME)
+            self._timing = ThreadPoolExecutor(1)
+            self._timing.submit(self._timer.start)  # its start overlaps the first compiles
+        result: Future[Result] = Future()
+
+        def timed(f: Future) -> None:
+            _forward(f, result)
+
+        def compiled(f: Future) -> None:
+            if f.exception() is not None or not f.result().ok:
+                _forward(f, result)
+            else:
+                self._timing.submit(self._time, config, f.result(), rep_ms).add_done_callback(
+                    timed)
+
+        self._compilers.submit(self._compile, config).add_done_callback(compiled)
+        return result
+
+    def retime(self, configs: Sequence[Config], rep_ms: float = 100.0) -> list[Result]:
+        """Time already checked configs again (no compile, no check)."""
+        return [self._timing.submit(self._call, self._timer, Request(Kind.TIME, c, rep_ms),
+                                    RUN_TIMEOUT).result() for c in configs]
+
+    def time_reference(self, rep_ms: float = 100.0) -> Result | None:
+        """Time the reference function as the configs are timed (None without one)."""
+        if not self.has_reference:
+            return None
+        return self._timing.submit(self._call, self._timer,
+                                   Request(Kind.TIME_REFERENCE, rep_ms=rep_ms),
+                                   RUN_TIMEOUT).result()
+
+    def _compile(self, worker: Worker, config: Config) -> Result:
+        result = self._call(worker, Request(Kind.COMPILE, config), COMPILE_TIMEOUT,
+                            self._compile_timeout())
+        if result.ok:
+            self._compile_times.append(result.compile_s)
+        return result
+
+    def _compile_timeout(self) -> float:
+        """A compile far slower than the others is not worth waiting for: once a few have
+        finished, wait at most 10x their median (at least 5 s, at most ``timeout_s``)."""
+        if len(self._compile_times) < 8:
+            return self.timeout_s
+        return min(self.timeout_s, max(5.0, 10 * statistics.median(self._compile_times)))
+
+    def _time(self, config: Config, compiled: Result, rep_ms: float) -> Result:
+        result = self._call(self._timer, Request(Kind.CHECK_AND_TIME, config, rep_ms),
+                            RUN_TIMEOUT)
+        result.compile_s, result.cache_dirs, result.code = (
+            compiled.compile_s, compiled.cache_dirs, compiled.code)
+        return result
+
+    def _call(self, worker: Worker, request: Request, timeout_failure: str,
+              timeout: float | None = None) -> Result:
+        try:
+            return worker.call(request, timeout or self.timeout_s)
+        except WorkerLost as e:
+            failure = timeout_failure if e.kind == "timeout" else CRASH
+            return Result(failure=failure, message=str(e))
+
+    def close(self) -> None:
+        if self._compilers is not None:
+            self._compilers.close()
+            self._timing.shutdown(cancel_futures=True)
+            self._timer.close()
+            self._compilers = self._timer = None
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _forward(source: Future, target: Future) -> None:
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())

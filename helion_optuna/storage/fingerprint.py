@@ -1,0 +1,186 @@
+"""Cache keys: what decides which config of a kernel is fastest, as a JSON value.
+
+The loose key covers the kernel's source, the device, the specialization of the arguments and
+the space; the strict key adds the versions of the software that compiles and tunes. The
+kernel's source is that of the launch function and of the Triton and Helion kernels it names
+(through its globals, its closure or, for a ``functools.partial``, its arguments); a Triton
+kernel's ``cache_key`` also covers the ``@triton.jit`` functions it calls. Helpers the launch
+function calls are not part of it.
+
+A key is ``{"kernel": name, "source": digest, "device": ..., "arguments": [...], "space":
+{...}}`` (plus ``versions`` when strict, and what a front end adds, e.g. ``helion``): the
+format of every study written so far. :func:`summary` reads it back for the command line and
+the study note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import inspect
+import json
+import math
+import re
+import types
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any, NamedTuple
+
+from helion_optuna.evaluation.device import device_name
+from helion_optuna.space import Config, ConfigSpace
+
+#: The packages whose versions the strict key covers.
+VERSIONED = ("triton", "torch", "optuna", "helion-optuna")
+
+
+def versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in VERSIONED}
+
+
+def cache_key(launch: Callable[..., Any], args: Sequence[Any], space: ConfigSpace,
+              strict: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The key of tuning ``launch`` on ``args`` over ``space`` on this device; ``extra`` adds
+    what else decides which config is fastest (a Helion kernel's settings, say)."""
+    kernel, source = _kernel(launch)
+    key: dict[str, Any] = {
+        "kernel": kernel, "source": source, "device": device_name(),
+        "arguments": [describe(a) for a in args], "space": _describe_space(space),
+        **(extra or {})}
+    if strict:
+        key["versions"] = versions()
+    return key
+
+
+def study_name(key: dict[str, Any]) -> str:
+    """``<kernel>-<first 16 hex digits of the key's SHA-256>``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return f"{key['kernel']}-{digest[:16]}"
+
+
+def differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The fields in which two keys differ."""
+    return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+
+
+class Summary(NamedTuple):
+    kernel: str
+    device: str
+    arguments: str
+
+
+def summary(key: dict[str, Any] | None) -> Summary:
+    """A key's kernel, device and arguments in short ("-" for what it lacks)."""
+    key = key or {}
+    return Summary(key.get("kernel", "-"), key.get("device", "-"),
+                   arguments_text(key.get("arguments")))
+
+
+def arguments_text(described: Any) -> str:
+    """A short form of a key's arguments: float32[1024, 512], 7, ..."""
+    if not isinstance(described, list):
+        return "-"
+    parts = []
+    for arg in described:
+        if isinstance(arg, dict) and "shape" in arg:
+            dtype = arg["dtype"].removeprefix("torch.")
+            parts.append(f"{dtype}[{', '.join(map(str, arg['shape']))}]")
+        else:
+            parts.append(json.dumps(arg))
+    return ", ".join(parts)
+
+
+def describe(value: Any) -> Any:
+    """A JSON value that stands for ``value`` as far as a kernel cares."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return {"dtype": str(value.dtype), "shape": list(value.shape),
+                "stride": list(value.stride()), "device": value.device.type}
+    if isinstance(value, Config):
+        return {"config": value.config}
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple):
+        return [describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): describe(v) for k, v in value.items()}
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
+    if callable(value):
+        return {"source": _kernel(value)[1]}
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(value))  # a repr without its address
+
+
+def _describe_space(space: ConfigSpace) -> dict[str, Any]:
+    return {"fragments": {name: repr(f) for name, f in space.fragments.items()},
+            "constraint": None if space.constraint is None else describe(space.constraint)}
+
+
+def _kernel(launch: Callable[..., Any]) -> tuple[str, str]:
+    """The name of the (first) kernel that ``launch`` runs, and a digest of its source."""
+    names: list[str] = []
+    parts: list[str] = []
+    _collect(launch, names, parts, set())
+    name = names[0] if names else getattr(launch, "__name__", type(launch).__name__)
+    return name, hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _collect(obj: Any, names: list[str], parts: list[str], seen: set[int]) -> None:
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, functools.partial):
+        _collect(obj.func, names, parts, seen)
+        for arg in (*obj.args, *obj.keywords.values()):
+            if callable(arg):
+                _collect(arg, names, parts, seen)
+            else:
+                parts.append(json.dumps(describe(arg), sort_keys=True))
+    elif _is_kernel(obj):
+        fn = getattr(obj, "fn", obj)
+        names.append(fn.__name__)
+        if getattr(obj, "cache_key", None):  # a compiled Triton kernel: with its callees
+            parts.append(obj.cache_key)
+        else:  # the interpreter's or Helion's: its source and the kernels it names
+            _collect(fn, names, parts, seen)
+    elif isinstance(obj, types.FunctionType):
+        parts.append(_source(obj))
+        for value in _referenced(obj):
+            if _is_kernel(value):
+                _collect(value, names, parts, seen)
+    else:
+        parts.append(getattr(obj, "__qualname__", type(obj).__qualname__))
+
+
+def _is_kernel(obj: Any) -> bool:
+    """A Triton kernel (compiled or interpreted) or a Helion kernel."""
+    from triton.runtime.jit import KernelInterface
+
+    return isinstance(obj, KernelInterface) or (
+        type(obj).__module__.startswith("helion.") and hasattr(obj, "fn"))
+
+
+def _source(fn: types.FunctionType) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):  # defined in a REPL: its bytecode
+        return f"{fn.__qualname__} {fn.__code__.co_code.hex()}"
+
+
+def _referenced(fn: types.FunctionType) -> list[Any]:
+    """The values of the global and closure names that ``fn`` (or a function nested in it)
+    uses."""
+    names: set[str] = set()
+    codes = [fn.__code__]
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    values = [fn.__globals__[n] for n in sorted(names) if n in fn.__globals__]
+    for cell in fn.__closure__ or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            values.append(cell.cell_contents)
+    return values

@@ -1,0 +1,143 @@
+"""Where studies live: Optuna's RDB storage, on a local SQLite file or any SQLAlchemy URL.
+
+The default is an SQLite file that several local processes share (urls.py): write-ahead
+logging lets readers run while one process writes, ``synchronous=NORMAL`` keeps every commit
+across a killed process (not across a power loss) without a disk flush per commit, and a busy
+timeout makes writers wait for each other instead of failing. PostgreSQL and MySQL serve
+machines that share one database.
+
+Heartbeats are on (see batched_storage.py): ``fail_stale_trials`` fails the RUNNING trials of
+a process that died (``kill -9``, a lost machine) once they have missed GRACE_PERIOD_S.
+
+A cache lookup reads a study's attributes without opening Optuna's storage where it can
+(sql.py), and a database whose schema is another Optuna version's is refused before
+RDBStorage touches it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage, RDBStorage
+
+from helion_optuna.errors import StorageError
+from helion_optuna.storage import internals, sql
+from helion_optuna.storage.batched_storage import BatchedStorage
+from helion_optuna.storage.urls import default_storage_url, engine_kwargs, masked, parsed, reason
+
+__all__ = ["GRACE_PERIOD_S", "HEARTBEAT_INTERVAL_S", "StorageError", "default_storage_url",
+           "fail_stale_trials", "label", "open_storage", "study_id", "study_user_attrs"]
+
+#: Seconds between two heartbeats of a running trial.
+HEARTBEAT_INTERVAL_S = 2
+#: Seconds without a heartbeat after which a RUNNING trial belongs to a dead process.
+GRACE_PERIOD_S = 10
+
+_opened: dict[str, BatchedStorage] = {}
+_opening = threading.RLock()  # held by open_storage while it connects
+
+
+def open_storage(storage: str | BaseStorage | None = None, create: bool = True) -> BaseStorage:
+    """The storage for a URL (None: :func:`default_storage_url`), opened once per process as
+    a :class:`BatchedStorage` with heartbeats; an RDBStorage object wrapped the same way; any
+    other storage object as given. ``create=False`` (for commands that only read) writes
+    nothing: the database must hold Optuna's tables already. A storage that cannot be used
+    raises StorageError, naming the URL with its password hidden."""
+    if isinstance(storage, RDBStorage):
+        return BatchedStorage(storage)
+    if isinstance(storage, BaseStorage):
+        return storage
+    url = storage or default_storage_url()
+    with _opening:
+        if url not in _opened:
+            _opened[url] = BatchedStorage(_rdb_storage(url, create))
+        return _opened[url]
+
+
+def study_user_attrs(storage: str | BaseStorage | None, study_name: str) -> dict[str, Any]:
+    """The user attributes of a study ({} if there is no such study) in a storage (as for
+    :func:`open_storage`). A URL's database is read directly, one connection and two queries,
+    if its schema is the one this Optuna writes (its alembic revision, which Optuna checks the
+    same way); any other database (a new one, a corrupt file, another Optuna's schema) and a
+    storage object are read through :func:`open_storage`, which creates or refuses it."""
+    if storage is None or isinstance(storage, str):
+        url = storage or default_storage_url()
+        attrs = sql.read_user_attrs(url, study_name)
+        if attrs is not None:
+            return attrs
+    opened = open_storage(storage)
+    try:
+        return opened.get_study_user_attrs(opened.get_study_id_from_name(study_name))
+    except KeyError:
+        return {}
+
+
+def study_id(storage: BaseStorage, study_name: str) -> int:
+    """The study's id, or StorageError naming the studies there are."""
+    try:
+        return storage.get_study_id_from_name(study_name)
+    except KeyError:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        there = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "none"
+        raise StorageError(f"study {study_name!r} is not in {label(storage)} (its "
+                           f"studies: {there})") from None
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the RUNNING trials of dead processes (Optuna's, without its experimental
+    warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def label(storage: BaseStorage) -> str:
+    """The URL of an RDB storage, password hidden, for messages."""
+    database = internals.database(storage)
+    return type(storage).__name__ if database is None else masked(database.url)
+
+
+def _rdb_storage(url: str, create: bool) -> RDBStorage:
+    dialect_url = parsed(url)
+    dialect = dialect_url.get_backend_name()
+    if not create and dialect == "sqlite" and not Path(dialect_url.database or "").is_file():
+        raise StorageError(f"storage {masked(url)}: no such database file")
+    sql.check_schema(url)
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                rdb = RDBStorage(url, engine_kwargs=engine_kwargs(dialect_url),
+                                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                 grace_period=GRACE_PERIOD_S, skip_table_creation=not create)
+            break
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+                ImportError, RuntimeError) as e:
+            if attempt < 2 and _created_meanwhile(e):
+                time.sleep(0.1 + random.random())
+                continue
+            raise StorageError(f"storage {masked(url)}: {reason(e)}") from e
+    if dialect == "sqlite":
+        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
+        rdb.engine.dispose()  # the connections opened so far lack the pragmas
+    return rdb
+
+
+def _created_meanwhile(e: BaseException) -> bool:
+    """Another process created the tables while this one did (a new database)."""
+    return isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+
+
+def _sqlite_pragmas(connection: object, _record: object) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

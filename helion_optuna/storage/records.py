@@ -1,0 +1,296 @@
+"""The records: every key that helion_optuna writes into Optuna's storage, and its format.
+
+This module is the one place that names them: every other module writes and reads its records
+through the functions here, and none spells a key (tests/test_layout.py checks it). The names
+and formats are those of every study written so far: a change here would make the studies
+that older versions wrote miss the cache.
+
+Trial user attributes (optuna-dashboard shows them with each trial):
+
+===================  ========================================================================
+``config``           the trial's Config as JSON (Helion's format: ``Config.to_json``)
+``sampler``          the class name of the sampler that proposed it
+``compile_s``        seconds that its compile took
+``kernel_source``    where Triton keeps what it compiled
+``bench_ms``         median, min, max and number (n) of its timed runs, in ms, if it ran
+                     correctly
+``failure``          else why not: an evaluation's failure (compile_error, compile_timeout,
+                     run_timeout, crash, wrong_result, out_of_resources) or the tuner's
+                     (rejected by the space's constraint, over_budget, unresolved)
+``failure_message``  the end (2,000 characters) of the error's message
+``duplicate_of``     the number of the trial that evaluated the same config
+``helion_repaired``  what Helion's normalization changed: ``{key: {"asked", "kept"}}``
+``helion_rejected``  why Helion rejects the config
+===================  ========================================================================
+
+Trial system attribute ``helion_optuna:evaluation`` (the evaluation mark): the trial evaluates
+its config and counts against the budget; its value names the process (``host:pid``).
+
+Study user attributes (the cache entry): ``cache_key`` (the full key, fingerprint.py); once a
+tuning has ended ``best_config`` (a JSON object), ``best_ms``, ``reference_ms`` and
+``finished`` (``{"budget": N}``, null for no limit); ``job``, the job of ``helion-optuna
+tune``. Study system attribute ``helion_optuna:choice:<budget>``: the final choice of the
+tuning of that budget (shared_study.py). A trial's kernel source is its artifact
+``triton_code.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from helion_optuna.storage import internals
+
+# Trial user attributes.
+CONFIG = "config"
+SAMPLER = "sampler"
+COMPILE_S = "compile_s"
+KERNEL_SOURCE = "kernel_source"
+BENCH_MS = "bench_ms"
+FAILURE = "failure"
+FAILURE_MESSAGE = "failure_message"
+DUPLICATE_OF = "duplicate_of"
+HELION_REPAIRED = "helion_repaired"
+HELION_REJECTED = "helion_rejected"
+# The tuner's failures (values of FAILURE).
+REJECTED = "rejected"
+OVER_BUDGET = "over_budget"
+UNRESOLVED = "unresolved"
+# Trial system attribute: the evaluation mark.
+EVALUATION = "helion_optuna:evaluation"
+# Study user attributes.
+CACHE_KEY = "cache_key"
+BEST_CONFIG = "best_config"
+BEST_MS = "best_ms"
+REFERENCE_MS = "reference_ms"
+FINISHED = "finished"
+JOB = "job"
+# Study system attribute (a prefix; the budget follows).
+CHOICE = "helion_optuna:choice"
+# The artifact of a trial's kernel source: its file name, and its type (text, so that a
+# browser shows it).
+SOURCE_FILENAME = "triton_code.py"
+SOURCE_MIMETYPE = "text/plain; charset=utf-8"
+
+#: Every key above, for tests/test_layout.py.
+KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, FAILURE, FAILURE_MESSAGE,
+        DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, REJECTED, OVER_BUDGET, UNRESOLVED,
+        EVALUATION, CACHE_KEY, BEST_CONFIG, BEST_MS, REFERENCE_MS, FINISHED, JOB, CHOICE,
+        SOURCE_FILENAME)
+
+Trial = optuna.trial.BaseTrial | FrozenTrial
+_ABSENT: Any = object()
+
+
+class Evaluated(Protocol):
+    """What the records keep of an evaluation (evaluation.Result)."""
+
+    ok: bool
+    compile_s: float
+    cache_dirs: str
+    samples: dict[str, float]
+    failure: str | None
+    message: str
+
+
+class AConfig(Protocol):
+    """A Config, as far as the records go."""
+
+    def to_json(self) -> str: ...
+
+
+# A trial's records.
+
+def set_config(trial: optuna.trial.BaseTrial, config: AConfig) -> None:
+    trial.set_user_attr(CONFIG, config.to_json())
+
+
+def config_of(trial: Trial) -> dict[str, Any] | None:
+    """The trial's config as a dict (None if it has none)."""
+    text = trial.user_attrs.get(CONFIG)
+    return None if text is None else json.loads(text)
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """One text per distinct config, whatever the order of its keys."""
+    return json.dumps(dict(config), sort_keys=True)
+
+
+def config_key_of(trial: Trial) -> str:
+    return config_key(config_of(trial))
+
+
+def set_sampler(trial: optuna.trial.BaseTrial, name: str) -> None:
+    trial.set_user_attr(SAMPLER, name)
+
+
+def sampler_of(trial: Trial) -> str:
+    return trial.user_attrs.get(SAMPLER, "unknown")
+
+
+def record_result(trial: optuna.trial.BaseTrial, result: Evaluated) -> None:
+    """What evaluating the trial's config gave (its kernel source is an artifact apart)."""
+    trial.set_user_attr(COMPILE_S, round(result.compile_s, 3))
+    if result.cache_dirs:
+        trial.set_user_attr(KERNEL_SOURCE, result.cache_dirs)
+    if result.ok:
+        trial.set_user_attr(BENCH_MS, result.samples)
+    else:
+        trial.set_user_attr(FAILURE, result.failure)
+        trial.set_user_attr(FAILURE_MESSAGE, result.message[-2000:])
+
+
+def set_failure(trial: optuna.trial.BaseTrial, failure: str) -> None:
+    """The tuner's reason for a trial that evaluated nothing: REJECTED, OVER_BUDGET or
+    UNRESOLVED."""
+    trial.set_user_attr(FAILURE, failure)
+
+
+def failure_of(trial: Trial) -> str | None:
+    return trial.user_attrs.get(FAILURE)
+
+
+def failure_message_of(trial: Trial) -> str:
+    return trial.user_attrs.get(FAILURE_MESSAGE, "")
+
+
+def set_duplicate_of(trial: optuna.trial.BaseTrial, number: int) -> None:
+    trial.set_user_attr(DUPLICATE_OF, number)
+
+
+def is_duplicate(trial: Trial) -> bool:
+    """The trial repeats a config that another trial evaluates."""
+    return DUPLICATE_OF in trial.user_attrs
+
+
+def set_helion_repaired(trial: optuna.trial.BaseTrial, repaired: dict[str, Any]) -> None:
+    trial.set_user_attr(HELION_REPAIRED, repaired)
+
+
+def set_helion_rejected(trial: optuna.trial.BaseTrial, why: str) -> None:
+    trial.set_user_attr(HELION_REJECTED, why)
+
+
+def mark_evaluation(trial: optuna.Trial, process: str) -> None:
+    """Mark the trial as one that evaluates its config (``process``: "host:pid")."""
+    internals.set_trial_system_attr(trial, EVALUATION, process)
+
+
+def is_marked(trial: Trial) -> bool:
+    """The trial evaluates (or evaluated) its config: it has the evaluation mark."""
+    return EVALUATION in trial.system_attrs
+
+
+def is_lost(trial: FrozenTrial) -> bool:
+    """Failed without an evaluation's failure: its process died while it ran."""
+    return trial.state == TrialState.FAIL and FAILURE not in trial.user_attrs
+
+
+def is_evaluation(trial: FrozenTrial) -> bool:
+    """The trial is an evaluation: it evaluated its config to an end (a time or a failure),
+    counted against the budget; not a repeat, a rejected config, or a lost one."""
+    return trial.state.is_finished() and is_marked(trial) and not is_lost(trial)
+
+
+# A study's records: ``attrs`` are its user attributes.
+
+def cache_key_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    return attrs.get(CACHE_KEY)
+
+
+def set_cache_key(study: optuna.Study, key: dict[str, Any]) -> None:
+    study.set_user_attr(CACHE_KEY, key)
+
+
+def set_best(study: optuna.Study, config: AConfig, ms: float | None,
+             budget: float | None = None, reference_ms: float | None = _ABSENT) -> None:
+    """Record the study's answer: ``config``, its time, and the budget of the tuning that
+    chose it (None or infinite: no limit), which makes the study a cache hit for tunings of
+    that budget or less; with the reference function's time if given."""
+    study.set_user_attr(BEST_CONFIG, json.loads(config.to_json()))
+    study.set_user_attr(BEST_MS, ms)
+    if reference_ms is not _ABSENT:
+        study.set_user_attr(REFERENCE_MS, reference_ms)
+    limit = None if budget is None or math.isinf(budget) else budget
+    study.set_user_attr(FINISHED, {"budget": limit})
+
+
+def best_config_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    return attrs.get(BEST_CONFIG)
+
+
+def best_ms_of(attrs: Mapping[str, Any]) -> float | None:
+    return attrs.get(BEST_MS)
+
+
+def reference_ms_of(attrs: Mapping[str, Any]) -> float | None:
+    return attrs.get(REFERENCE_MS)
+
+
+def is_finished(attrs: Mapping[str, Any]) -> bool:
+    """A tuning of the study has ended (or a config was put there)."""
+    return bool(attrs.get(FINISHED))
+
+
+def cached_best(attrs: Mapping[str, Any], key: dict[str, Any],
+                budget: float) -> tuple[dict[str, Any], float] | None:
+    """The best config and its time (NaN if unknown), if the study holds ``key`` and was
+    finished for at least ``budget`` evaluations; else None."""
+    finished = attrs.get(FINISHED)
+    if not finished or BEST_CONFIG not in attrs or attrs.get(CACHE_KEY) != key:
+        return None
+    if finished["budget"] is not None and budget > finished["budget"]:
+        return None
+    ms = attrs.get(BEST_MS)
+    return attrs[BEST_CONFIG], math.nan if ms is None else ms
+
+
+def set_job(study: optuna.Study, job: dict[str, Any]) -> None:
+    study.set_user_attr(JOB, job)
+
+
+def job_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    return attrs.get(JOB)
+
+
+@dataclasses.dataclass
+class Choice:
+    """The final choice of a tuning: the config, its median time when the leaders were timed
+    again (each leader's, by trial number), and the reference function's (None without
+    one)."""
+
+    config: dict[str, Any]
+    ms: float
+    leaders_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    reference_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Choice:
+        return cls(value["config"], value["ms"], value.get("leaders_ms", {}),
+                   value.get("reference_ms"))
+
+
+def recorded_choice(study: optuna.Study, budget: float) -> Choice | None:
+    """The choice recorded for the tuning of ``budget``, if one is (read from the storage)."""
+    value = internals.study_system_attrs(study).get(_choice_key(budget))
+    return None if value is None else Choice.from_json(value)
+
+
+def record_choice(study: optuna.Study, budget: float, choice: Choice) -> Choice:
+    """Record ``choice`` for the tuning of ``budget`` unless a choice is recorded; return the
+    recorded one (the first process's to record it)."""
+    return Choice.from_json(internals.set_study_system_attr_once(
+        study, _choice_key(budget), choice.to_json()))
+
+
+def _choice_key(budget: float) -> str:
+    return f"{CHOICE}:{budget:g}"
