@@ -36,6 +36,7 @@ resumed and samplers added one at a time.
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import functools
 import gzip
@@ -44,6 +45,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import statistics
 import sys
@@ -79,6 +81,21 @@ def _de(seed: int, **options) -> optuna.samplers.BaseSampler:
     return DifferentialEvolutionSampler(seed=seed, **options)
 
 
+def _ss(seed: int, **options) -> optuna.samplers.BaseSampler:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from samplers.screened_search import ScreenedSearchSampler
+
+    return ScreenedSearchSampler(seed=seed, **options)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """SAMPLERS[name](seed); ``name@k=v;k=v`` passes options (Python literals) to it."""
+    base, _, options = name.partition("@")
+    kwargs = {k: ast.literal_eval(v) for k, v in (o.split("=") for o in options.split(";") if o)}
+    return SAMPLERS[base](seed, **kwargs)
+
+
 # Optuna samplers: name -> factory(seed). Add one line per sampler.
 SAMPLERS = {
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
@@ -90,6 +107,7 @@ SAMPLERS = {
     ),
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
     "de": _de,
+    "ss": _ss,
     "de-steady": lambda seed: _de(seed, immediate_update=True),
 }
 # Kernel Tuner strategies, run as "kt:<strategy>" (or "ktc:<strategy>") in its simulation mode.
@@ -199,7 +217,7 @@ class Trace:
 
 def run_optuna(space: Space, name: str, seed: int, budget: int, trace: Trace) -> None:
     sampler, _, variant = name.partition("/")
-    study = optuna.create_study(direction="minimize", sampler=SAMPLERS[sampler](seed))
+    study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, seed))
     dists = {n: IntDistribution(0, len(space.values[i]) - 1) for i, n in enumerate(space.names)}
     if variant == "cat":  # two-valued parameters as categoricals, like Boolean and Enum
         dists = {n: CategoricalDistribution([0, 1]) if d.high == 1 else d
@@ -579,16 +597,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 def usable(names: list[str]) -> list[str]:
     ok = []
     for name in names:
-        if name.partition("/")[0] in ALL_SAMPLERS:
+        base = name.partition("/")[0].partition("@")[0]
+        if base in ALL_SAMPLERS:
             try:
-                if name in SAMPLERS:
-                    SAMPLERS[name](0)
+                if base in SAMPLERS:
+                    make_sampler(name.partition("/")[0], 0)
                 ok.append(name)
             except Exception as e:
                 print(f"skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
         else:
             print(f"skipping {name}: unknown sampler", file=sys.stderr)
     return ok
+
+
+def split_names(text: str) -> list[str]:
+    """Comma-separated, except inside parentheses (``ss@mix=(1,1,0)``)."""
+    return re.split(r",(?![^()]*\))", text)
 
 
 def open_out(path: Path):
@@ -604,9 +628,9 @@ def main(argv=None) -> None:
     if args.from_files:
         records = [r for f in args.from_files for r in read_records(f)]
         if args.samplers:
-            records = [r for r in records if r["sampler"] in args.samplers.split(",")]
+            records = [r for r in records if r["sampler"] in split_names(args.samplers)]
     else:
-        names = usable((args.samplers or ",".join(DEFAULT_SAMPLERS)).split(","))
+        names = usable(split_names(args.samplers) if args.samplers else DEFAULT_SAMPLERS)
         budget = max(budgets)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         done = {

@@ -1,0 +1,3 @@
+from .sampler import ScreenedSearchSampler
+
+__all__ = ["ScreenedSearchSampler"]
