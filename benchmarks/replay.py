@@ -107,6 +107,7 @@ SAMPLERS = {
     ),
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
     "de": _de,
+    "de-v1": lambda seed: _de(seed, restart_patience=None),  # DE before restarts (issue 18)
     "ss": _ss,
     "de-steady": lambda seed: _de(seed, immediate_update=True),
 }

@@ -71,6 +71,9 @@ class DifferentialEvolutionSampler(BaseSampler):
         crossover_rate: float = 0.8,
         immediate_update: bool | None = None,
         seed: int | None = None,
+        *,
+        restart_patience: int | None = 2,
+        screened_start: bool = False,
     ) -> None:
         if population_size < 4:
             raise ValueError(f"population_size must be at least 4, got {population_size}")
@@ -82,6 +85,8 @@ class DifferentialEvolutionSampler(BaseSampler):
         self.max_generations = max_generations
         self.crossover_rate = crossover_rate
         self.immediate_update = False if immediate_update is None else immediate_update
+        self.restart_patience = restart_patience
+        self.screened_start = screened_start
         self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace(include_pruned=True)
@@ -125,17 +130,26 @@ class DifferentialEvolutionSampler(BaseSampler):
         trials = study._get_trials(deepcopy=False, use_cache=True)
         encoding = Encoding(search_space)
         finished = self._encoded(study, trials, encoding)
+        epoch = finished.epoch(generation, self.restart_patience)
         slots = finished.population(self.population_size,
-                                    None if self.immediate_update else generation)
+                                    None if self.immediate_update else generation, epoch)
         members = sorted((m for m in slots if m is not None), key=lambda e: e[0])
-        if len(members) < 4:
-            return {}
-        x = slots[target] if slots[target] is not None else members[
-            self._rng.integers(len(members))]
-
         seen = finished.keys | {  # and the trials still running (other workers')
             encoding.encode(t.params).tobytes() for t in trials[finished.frontier:]
             if not t.state.is_finished() and all(n in t.params for n in encoding.names)}
+        if len(members) < 4:
+            if epoch == 0 and not (self.screened_start and finished.feasible >= 2):
+                return {}  # random
+            # A restart: the new population's first members are uniform draws, screened.
+            rows = encoding.snap(_uniform(self._rng, _CANDIDATES, encoding), self._rng)
+            rows = np.array([r for r in rows if r.tobytes() not in seen])
+            if not len(rows):
+                return {}
+            return encoding.decode(rows[int(np.argmax(
+                self._density_ratio(finished, rows, encoding)))])
+        x = slots[target] if slots[target] is not None else members[
+            self._rng.integers(len(members))]
+
         candidates: dict[bytes, np.ndarray] = {}
         for _ in range(_ATTEMPTS):
             for row in self._challengers(x, members, encoding):
@@ -277,6 +291,7 @@ class _Finished:
         self.frontier = 0
         self._added = 0
         self._generations: dict[int | None, int] = {}
+        self._best: dict[int, tuple] = {}  # generation -> rank of its best trial
         self._slots: tuple[tuple, list] | None = None
 
     def add(self, trial: FrozenTrial, rank: tuple[int, float], encoding: Encoding) -> None:
@@ -290,21 +305,38 @@ class _Finished:
             self._added += 1
             generation = trial.system_attrs.get(GENERATION)
             self._generations[generation] = self._generations.get(generation, 0) + 1
+            if generation is not None and rank < self._best.get(generation, (3,)):
+                self._best[generation] = rank
 
-    def population(self, size: int, before: int | None) -> list[tuple | None]:
+    def epoch(self, generation: int, patience: int | None) -> int:
+        """The generation at which the population of ``generation`` was restarted: the
+        first after ``patience`` generations in which the best of the current population's
+        lineage did not improve (0: never restarted)."""
+        start, best, last = 0, None, 0
+        for g in range(generation if patience else 0):
+            rank = self._best.get(g)
+            if rank is not None and (best is None or rank < best):
+                best, last = rank, g
+            elif g - last >= patience:
+                start, best, last = g + 1, None, g + 1
+        return start
+
+    def population(self, size: int, before: int | None,
+                   since: int = 0) -> list[tuple | None]:
         """The member of each slot: the best trial that targeted it (of a generation before
         ``before``, unless None). Cached until a trial that counts is added."""
         seen = self._added if before is None else sum(
             n for g, n in self._generations.items() if g is not None and g < before)
-        if self._slots is None or self._slots[0] != (size, before, seen):
+        if self._slots is None or self._slots[0] != (size, before, since, seen):
             slots: list[tuple | None] = [None] * size
             for e in self.trials:
                 attrs = e[3].system_attrs
                 i = attrs.get(TARGET, size)
                 if i < size and (before is None or attrs[GENERATION] < before) and (
+                        attrs.get(GENERATION, since) >= since) and (
                         slots[i] is None or e[0] < slots[i][0]):
                     slots[i] = e
-            self._slots = ((size, before, seen), slots)
+            self._slots = ((size, before, since, seen), slots)
         return self._slots[1]
 
 
@@ -319,6 +351,12 @@ def _rank(trial: FrozenTrial, sign: float) -> tuple[int, float]:
     if violation > 0:
         return (1, violation)
     return (0, sign * trial.value)
+
+
+def _uniform(rng: np.random.Generator, n: int, encoding: Encoding) -> np.ndarray:
+    """Uniform rows: in [0, 1] for ordered axes, [-0.5, levels - 0.5) for categoricals."""
+    cat = encoding.categorical
+    return rng.random((n, len(encoding.names))) * np.where(cat, encoding.levels, 1.0) - 0.5 * cat
 
 
 def _log_density(rows: np.ndarray, points: np.ndarray, encoding: Encoding) -> np.ndarray:

@@ -126,19 +126,16 @@ class ScreenedSearchSampler(BaseSampler):
         """Good trials (the better, the likelier) with one to three parameters moved: a few
         grid steps for an ordered one, another choice for a categorical."""
         rng, k, d = self._rng, len(top), top.shape[1]
-        out = top[(k * rng.random(n) ** 2).astype(int)].copy()
-        moves = np.minimum(1 + rng.geometric(0.6, size=n) - 1, d)
+        out = top[(k * rng.random(n) ** 2).astype(int)]
+        moves = np.minimum(rng.geometric(0.6, size=(n, 1)), 3)
+        moved = rng.random((n, d)).argsort(1).argsort(1) < moves  # that many random axes
         step = np.where(encoding.levels > 1, 1.0 / np.maximum(encoding.levels - 1, 1), 0.05)
-        for row, m in zip(out, moves, strict=True):
-            dims = rng.choice(d, size=m, replace=False)
-            size = rng.geometric(0.6, size=m) * rng.choice((-1.0, 1.0), size=m)
-            row[dims] += size * step[dims]
-            cat = dims[encoding.categorical[dims]]
-            row[cat] = rng.integers(encoding.levels[cat].astype(int))
+        size = rng.geometric(0.6, size=(n, d)) * rng.choice((-1.0, 1.0), size=(n, d))
+        out = out + moved * size * step
         # reflect off the bounds, so that a move at the edge still moves
-        ordered = ~encoding.categorical
-        out[:, ordered] = 1.0 - np.abs(1.0 - np.abs(out[:, ordered]))
-        return out
+        out = 1.0 - np.abs(1.0 - np.abs(out))
+        cat = moved & encoding.categorical
+        return np.where(cat, _uniform(rng, n, encoding), out)
 
     def _density_ratio(self, hist: _History, rows: np.ndarray,
                        encoding: Encoding) -> np.ndarray:
