@@ -81,14 +81,6 @@ def _de(seed: int, **options) -> optuna.samplers.BaseSampler:
     return DifferentialEvolutionSampler(seed=seed, **options)
 
 
-def _ss(seed: int, **options) -> optuna.samplers.BaseSampler:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from samplers.screened_search import ScreenedSearchSampler
-
-    return ScreenedSearchSampler(seed=seed, **options)
-
-
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """SAMPLERS[name](seed); ``name@k=v;k=v`` passes options (Python literals) to it."""
     base, _, options = name.partition("@")
@@ -108,7 +100,6 @@ SAMPLERS = {
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
     "de": _de,
     "de-v1": lambda seed: _de(seed, restart_patience=None),  # DE before restarts (issue 18)
-    "ss": _ss,
     "de-steady": lambda seed: _de(seed, immediate_update=True),
 }
 # Kernel Tuner strategies, run as "kt:<strategy>" (or "ktc:<strategy>") in its simulation mode.

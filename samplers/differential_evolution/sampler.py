@@ -232,15 +232,16 @@ class DifferentialEvolutionSampler(BaseSampler):
         )
 
     def population(self, study: optuna.Study) -> list[int | None]:
-        """Trial numbers of the current members, slot by slot (None: slot not filled yet)."""
-        slots: list[FrozenTrial | None] = [None] * self.population_size
-        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
-        for t in study.get_trials(deepcopy=False):
-            i = t.system_attrs.get(TARGET, self.population_size)
-            if t.state.is_finished() and i < self.population_size and (
-                    slots[i] is None or _rank(t, sign) < _rank(slots[i], sign)):
-                slots[i] = t
-        return [t and t.number for t in slots]
+        """Trial numbers of the members that the next trial breeds from, slot by slot (None:
+        slot not filled yet, or emptied by a restart)."""
+        trials = study._get_trials(deepcopy=False, use_cache=False)
+        space = self._search_space.calculate(study)
+        finished = self._encoded(study, trials, Encoding(
+            {n: d for n, d in space.items() if not d.single()}))
+        generation = len(trials) // self.population_size
+        epoch = finished.epoch(generation, self.restart_patience)
+        slots = finished.population(self.population_size, None, epoch)
+        return [e and e[3].number for e in slots]
 
     def finished(self, study: optuna.Study) -> bool:
         """True once ``max_generations`` generations after the first have been started."""

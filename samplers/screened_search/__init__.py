@@ -1,3 +1,0 @@
-from .sampler import ScreenedSearchSampler
-
-__all__ = ["ScreenedSearchSampler"]
