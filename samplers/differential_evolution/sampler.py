@@ -11,9 +11,11 @@ resumed elsewhere (even after ``optuna.copy_study``, which keeps trial numbers a
 attributes) continues the same evolution. FAIL and PRUNED trials lose to every completed one,
 and infeasible trials (``trial.set_constraint``) to every feasible one.
 
-A measured addition to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): each trial
-breeds several challengers and tries the one that a TPE-style density ratio (best trials
-against the rest) favours.
+Two measured additions to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): each
+trial breeds several challengers and tries the one that a TPE-style density ratio (best trials
+against the rest) favours; and a population whose best has not improved for
+``restart_patience`` generations restarts (an epoch, derived from the trials' generations and
+ranks like everything else, so every process agrees on it).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class DifferentialEvolutionSampler(BaseSampler):
             ``False``, which found better configs at every budget of benchmarks/replay.py
             (benchmarks/RESULTS.md).
         seed: Seed for the random numbers (reproducible in a single process).
+        restart_patience: Generations without improvement of the population's best (after
+            the generation that set it) after which the population restarts: the next
+            generation breeds from nothing older, its challengers are uniform draws screened
+            by the density ratio (which still learns from every trial). ``None``: never.
     """
 
     def __init__(
@@ -73,7 +79,6 @@ class DifferentialEvolutionSampler(BaseSampler):
         seed: int | None = None,
         *,
         restart_patience: int | None = 2,
-        screened_start: bool = False,
     ) -> None:
         if population_size < 4:
             raise ValueError(f"population_size must be at least 4, got {population_size}")
@@ -85,8 +90,9 @@ class DifferentialEvolutionSampler(BaseSampler):
         self.max_generations = max_generations
         self.crossover_rate = crossover_rate
         self.immediate_update = False if immediate_update is None else immediate_update
+        if restart_patience is not None and restart_patience < 1:
+            raise ValueError(f"restart_patience must be at least 1, got {restart_patience}")
         self.restart_patience = restart_patience
-        self.screened_start = screened_start
         self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace(include_pruned=True)
@@ -138,7 +144,7 @@ class DifferentialEvolutionSampler(BaseSampler):
             encoding.encode(t.params).tobytes() for t in trials[finished.frontier:]
             if not t.state.is_finished() and all(n in t.params for n in encoding.names)}
         if len(members) < 4:
-            if epoch == 0 and not (self.screened_start and finished.feasible >= 2):
+            if epoch == 0:
                 return {}  # random
             # A restart: the new population's first members are uniform draws, screened.
             rows = encoding.snap(_uniform(self._rng, _CANDIDATES, encoding), self._rng)
