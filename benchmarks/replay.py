@@ -1,6 +1,6 @@
 """Replay autotuning searches over exhaustively measured GPU tuning spaces.
 
-Every valid configuration of the three spaces in /work/shared/replay (see its README.md) was
+Every valid configuration of the spaces in ../shared/replay (twelve; see its README.md) was
 compiled and timed on a real GPU, so a search can be replayed on the CPU by looking each proposed
 configuration up. This compares samplers per evaluation, deterministically (seeded).
 
@@ -13,24 +13,25 @@ the sequence of distinct configurations it evaluated. Kernel Tuner strategies (`
 its simulation mode on the same space (all cache keys, failures included) and are scored from
 the sequence of configurations they evaluated, with the same rules. `ktc:<name>` runs them through
 `kernel_tuner.interface.tune_cache`, whose inferred restrictions drop the failed configurations
-from the space (only the convolution space has any), as a reference.
+from the space, as a reference.
 
 A sampler name with the suffix `/cat` (e.g. `de/cat`) runs that Optuna sampler with every
-two-valued parameter as a categorical instead of an ordered integer: how it copes with
-Boolean and Enum knobs (pid_type, indexing, warp specialization ...), which the three spaces
-otherwise lack.
+two-valued parameter as a categorical instead of an ordered integer. `name@k=v;k=v` passes
+keyword options (Python literals) to our samplers' constructors (`de@restart_patience=3`).
 
 Metrics at budget t: ratio = opt / F_t (F_t: best valid time in the first t evaluations) and
 P_t = (B_t - F_t) / (B_t - opt), with B_t the expected best of t random draws without replacement;
 t95 = simulated tuning seconds (compile + benchmark + framework time of the distinct configurations
-evaluated) until the first time <= opt / 0.95.
+evaluated) until the first time <= opt / 0.95. Tables: per space, and the aggregate (the mean over
+spaces of the per-space means); '!' marks every P below 0 (worse than random search).
 
-    python benchmarks/replay.py --samplers random,tpe,kt:bayes_opt --seeds 30 --jobs 2
+    python benchmarks/replay.py --samplers de,random,kt:genetic_algorithm --seeds 30 --jobs 2
+    python benchmarks/replay.py --spaces 'pnpoly_*,/other/dir/*.json.gz' --samplers de --seeds 5
     python benchmarks/replay.py --samplers gp --seeds 10 --max-seconds 300   # appends, resumes
-    python benchmarks/replay.py --from benchmarks/results/replay.jsonl       # tables only
+    python benchmarks/replay.py --from benchmarks/results/replay12.jsonl.gz  # tables only
 
-Records (one JSON line per run) go to --out; runs already there are skipped, so a long run can be
-resumed and samplers added one at a time.
+Records (one JSON line per run) go to --out (gzip'd if it ends in .gz); runs already there are
+skipped, so a long run can be resumed and samplers added one at a time.
 """
 
 from __future__ import annotations
@@ -484,7 +485,7 @@ def aggregate_table(data: dict, spaces: list[str], budgets: list[int]) -> str:
     head = ["sampler"]
     for t in budgets:
         head += [f"P@{t}", f"ratio@{t}", f"<0@{t}"]
-    return render(f"aggregate over {len(spaces)} spaces", head + ["runs"],
+    return render(f"aggregate over {len(spaces)} spaces", [*head, "runs"],
                   [row for _, row in rows])
 
 
