@@ -1,6 +1,6 @@
 """Replay autotuning searches over exhaustively measured GPU tuning spaces.
 
-Every valid configuration of the three spaces in /work/shared/replay (see its README.md) was
+Every valid configuration of the spaces in ../shared/replay (twelve; see its README.md) was
 compiled and timed on a real GPU, so a search can be replayed on the CPU by looking each proposed
 configuration up. This compares samplers per evaluation, deterministically (seeded).
 
@@ -13,29 +13,31 @@ the sequence of distinct configurations it evaluated. Kernel Tuner strategies (`
 its simulation mode on the same space (all cache keys, failures included) and are scored from
 the sequence of configurations they evaluated, with the same rules. `ktc:<name>` runs them through
 `kernel_tuner.interface.tune_cache`, whose inferred restrictions drop the failed configurations
-from the space (only the convolution space has any), as a reference.
+from the space, as a reference.
 
 A sampler name with the suffix `/cat` (e.g. `de/cat`) runs that Optuna sampler with every
-two-valued parameter as a categorical instead of an ordered integer: how it copes with
-Boolean and Enum knobs (pid_type, indexing, warp specialization ...), which the three spaces
-otherwise lack.
+two-valued parameter as a categorical instead of an ordered integer. `name@k=v;k=v` passes
+keyword options (Python literals) to our samplers' constructors (`de@restart_patience=3`).
 
 Metrics at budget t: ratio = opt / F_t (F_t: best valid time in the first t evaluations) and
 P_t = (B_t - F_t) / (B_t - opt), with B_t the expected best of t random draws without replacement;
 t95 = simulated tuning seconds (compile + benchmark + framework time of the distinct configurations
-evaluated) until the first time <= opt / 0.95.
+evaluated) until the first time <= opt / 0.95. Tables: per space, and the aggregate (the mean over
+spaces of the per-space means); '!' marks every P below 0 (worse than random search).
 
-    python benchmarks/replay.py --samplers random,tpe,kt:bayes_opt --seeds 30 --jobs 2
+    python benchmarks/replay.py --samplers de,random,kt:genetic_algorithm --seeds 30 --jobs 2
+    python benchmarks/replay.py --spaces 'pnpoly_*,/other/dir/*.json.gz' --samplers de --seeds 5
     python benchmarks/replay.py --samplers gp --seeds 10 --max-seconds 300   # appends, resumes
-    python benchmarks/replay.py --from benchmarks/results/replay.jsonl       # tables only
+    python benchmarks/replay.py --from benchmarks/results/replay12.jsonl.gz  # tables only
 
-Records (one JSON line per run) go to --out; runs already there are skipped, so a long run can be
-resumed and samplers added one at a time.
+Records (one JSON line per run) go to --out (gzip'd if it ends in .gz); runs already there are
+skipped, so a long run can be resumed and samplers added one at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import functools
 import gzip
@@ -44,6 +46,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import statistics
 import sys
@@ -59,8 +62,10 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parent.parent
-SPACE_DIR = Path(os.environ.get("REPLAY_SPACES", "/work/shared/replay"))
-SPACES = {
+SPACE_DIR = Path(os.environ.get("REPLAY_SPACES", REPO.parent / "shared" / "replay"))
+SUFFIX = ".json.gz"
+# Names of the three spaces in records made before the twelve (read back under the new names).
+OLD_NAMES = {
     "gemm": "gemm_clblast_RTX_2080_Ti",
     "convolution": "convolution_A4000",
     "dedispersion": "dedispersion_MI250X",
@@ -77,6 +82,13 @@ def _de(seed: int, **options) -> optuna.samplers.BaseSampler:
     return DifferentialEvolutionSampler(seed=seed, **options)
 
 
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """SAMPLERS[name](seed); ``name@k=v;k=v`` passes options (Python literals) to it."""
+    base, _, options = name.partition("@")
+    kwargs = {k: ast.literal_eval(v) for k, v in (o.split("=") for o in options.split(";") if o)}
+    return SAMPLERS[base](seed, **kwargs)
+
+
 # Optuna samplers: name -> factory(seed). Add one line per sampler.
 SAMPLERS = {
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
@@ -88,6 +100,7 @@ SAMPLERS = {
     ),
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
     "de": _de,
+    "de-v1": lambda seed: _de(seed, restart_patience=None),  # DE before restarts (issue 18)
     "de-steady": lambda seed: _de(seed, immediate_update=True),
 }
 # Kernel Tuner strategies, run as "kt:<strategy>" (or "ktc:<strategy>") in its simulation mode.
@@ -97,9 +110,11 @@ KT_STRATEGIES = [
     "diff_evo",
     "pso",
     "simulated_annealing",
+    "dual_annealing",
     "random_sample",
 ]
 ALL_SAMPLERS = [*SAMPLERS, *(f"{p}:{s}" for p in ("kt", "ktc") for s in KT_STRATEGIES)]
+DEFAULT_SAMPLERS = ["random", "tpe", "cmaes", "gp", "de", *(f"kt:{s}" for s in KT_STRATEGIES)]
 
 
 # ----------------------------------------------------------------------------- spaces
@@ -134,10 +149,29 @@ def read_cache_text(path: Path) -> str:
     return text
 
 
+def space_paths(spec: str | None) -> dict[str, Path]:
+    """Space name (file name without .json.gz) -> path, for a comma-separated list of names,
+    paths or globs (relative to the working directory, else to SPACE_DIR); None: every space
+    in SPACE_DIR."""
+    out = {}
+    for item in (spec or f"{SPACE_DIR}/*{SUFFIX}").split(","):
+        item = OLD_NAMES.get(item, item)
+        found = sorted(Path(item).parent.glob(Path(item).name))
+        found = found or sorted(SPACE_DIR.glob(item if item.endswith(".gz") else item + SUFFIX))
+        found = [f for f in found if f.name.endswith(SUFFIX)]
+        if not found:
+            raise SystemExit(f"no space file matches {item!r} (in . or {SPACE_DIR})")
+        out.update((f.name.removesuffix(SUFFIX), f.resolve()) for f in found)
+    return out
+
+
+PATHS: dict[str, Path] = {}  # name -> path of the spaces of this run (set by main)
+
+
 @functools.cache
 def load_space(short: str) -> Space:
     """Parse a space (about 0.5 s for the largest, so it is not cached on disk)."""
-    path = SPACE_DIR / f"{SPACES[short]}.json.gz"
+    path = PATHS.get(short) or SPACE_DIR / f"{short}{SUFFIX}"
     data = json.loads(read_cache_text(path))
     names = data["tune_params_keys"]
     records = {
@@ -176,7 +210,7 @@ class Trace:
 
 def run_optuna(space: Space, name: str, seed: int, budget: int, trace: Trace) -> None:
     sampler, _, variant = name.partition("/")
-    study = optuna.create_study(direction="minimize", sampler=SAMPLERS[sampler](seed))
+    study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, seed))
     dists = {n: IntDistribution(0, len(space.values[i]) - 1) for i, n in enumerate(space.names)}
     if variant == "cat":  # two-valued parameters as categoricals, like Boolean and Enum
         dists = {n: CategoricalDistribution([0, 1]) if d.high == 1 else d
@@ -251,7 +285,7 @@ def run_kt(space: Space, name: str, seed: int, budget: int, trace: Trace) -> Non
             results, _ = tune_kernel(
                 space.meta["kernel_name"],
                 "",
-                tuple(space.meta["problem_size"]),
+                problem_size(space.meta["problem_size"]),
                 [],
                 space.meta["tune_params"],
                 restrictions=[FunctionConstraint(in_cache)],
@@ -266,13 +300,18 @@ def run_kt(space: Space, name: str, seed: int, budget: int, trace: Trace) -> Non
         trace.stop = "strategy-ended"
 
 
+def problem_size(size) -> tuple:
+    return tuple(size) if isinstance(size, list) else (size,)
+
+
 def _on_alarm(signum, frame):
     raise RunTimeout
 
 
 def run_one(task: tuple) -> dict:
     """Run one (sampler, space, seed) search of `budget` evaluations; return its record."""
-    name, short, seed, budgets, max_seconds = task
+    name, short, seed, budgets, max_seconds, paths = task
+    PATHS.update(paths)
     budget = max(budgets)
     space = load_space(short)
     trace = Trace()
@@ -361,7 +400,10 @@ def read_records(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+        records = [json.loads(line) for line in f if line.strip()]
+    for r in records:
+        r["space"] = OLD_NAMES.get(r["space"], r["space"])
+    return records
 
 
 def keep_record(r: dict, budget: int, max_seconds: float | None) -> bool:
@@ -384,37 +426,100 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return "inf" if math.isinf(x) else f"{x:.{digits}f}"
 
 
-def mean(xs: list[float]) -> str:
-    return fmt(float(np.mean(xs))) if xs else "-"
+def mark(p: float | None) -> str:
+    """P, with '!' where it is below 0: worse than random search."""
+    return "-" if p is None else fmt(p, 2) + ("!" if p < 0 else " ")
 
 
-def table(records: list[dict], spaces: list[str], t: int) -> str:
-    """One row per sampler at budget t, sorted by the aggregate P (mean over spaces and seeds)."""
-    runs = {}
+@dataclass
+class Cell:
+    """One sampler on one space at one budget: means over the runs that reached it."""
+
+    ratio: float
+    p: float
+    runs: int
+
+
+def cells(records: list[dict], spaces: list[str], budgets: list[int]) -> dict:
+    """(sampler, space) -> {t: Cell}, and (sampler, space) -> runs."""
+    groups = {}
     for r in latest(records).values():
         if r["space"] in spaces:
-            runs.setdefault(r["sampler"], []).append(r)
-    rows = []
-    for name, rs in runs.items():
-        cells, all_ratio, all_p = [], [], []
-        for short in spaces:
-            space = load_space(short)
-            mine = [r for r in rs if r["space"] == short]
-            got = [metrics(space, r["seq"], [t], not r["finished"])[str(t)] for r in mine]
+            groups.setdefault((r["sampler"], r["space"]), []).append(r)
+    out = {}
+    for (name, short), rs in groups.items():
+        space = load_space(short)
+        row = {}
+        for t in budgets:
+            got = [metrics(space, r["seq"], [t], not r["finished"])[str(t)] for r in rs]
             got = [m for m in got if m is not None]
-            ratio, p = [m["ratio"] for m in got], [m["P"] for m in got]
-            all_ratio, all_p = all_ratio + ratio, all_p + p
-            cells += [mean(ratio), mean(p)]
-        t95s = [t95(load_space(r["space"]), r["seq"], r["finished"]) for r in rs]
-        t95s = [x for x in t95s if x is not None]
-        med = fmt(statistics.median(t95s), 0) if t95s else "-"
-        reached = f"{len(all_p)}/{len(rs)}" + ("*" if len(all_p) < len(rs) else "")
-        key = float(np.mean(all_p)) if all_p else -math.inf
-        rows.append((key, [name, *cells, mean(all_ratio), mean(all_p), med, reached]))
+            if got:
+                row[t] = Cell(float(np.mean([m["ratio"] for m in got])),
+                              float(np.mean([m["P"] for m in got])), len(got))
+        out[name, short] = (row, rs)
+    return out
+
+
+def aggregate_table(data: dict, spaces: list[str], budgets: list[int]) -> str:
+    """One row per sampler: mean over spaces of the per-space mean P and ratio at each budget,
+    and at each budget the number of spaces where it is worse than random search (P < 0).
+    Sorted by the mean of its aggregate P over the budgets."""
+    rows = []
+    for name in sorted({n for n, _ in data}):
+        mine = [data[name, s] for s in spaces if (name, s) in data]
+        row, key = [name], []
+        for t in budgets:
+            got = [c[t] for c, _ in mine if t in c]
+            if len(got) < len(spaces):  # not every space: no aggregate
+                row += ["-", "-", f"{len(got)} sp"]
+                key.append(-math.inf)
+                continue
+            p = float(np.mean([c.p for c in got]))
+            key.append(p)
+            row += [mark(p), fmt(float(np.mean([c.ratio for c in got]))),
+                    str(sum(c.p < 0 for c in got))]
+        runs = sum(len(rs) for _, rs in mine)
+        short = sum(c[budgets[-1]].runs if budgets[-1] in c else 0 for c, _ in mine) < runs
+        rows.append((float(np.mean(key)), [*row, f"{runs}" + ("*" if short else "")]))
     rows.sort(key=lambda row: -row[0])
-    head = ["sampler"] + [f"{s[:6]} {m}" for s in spaces for m in ("ratio", "P")]
-    head += ["all ratio", "all P", "med t95 s", "runs"]
-    return render(f"budget {t}", head, [row for _, row in rows])
+    head = ["sampler"]
+    for t in budgets:
+        head += [f"P@{t}", f"ratio@{t}", f"<0@{t}"]
+    return render(f"aggregate over {len(spaces)} spaces", [*head, "runs"],
+                  [row for _, row in rows])
+
+
+def space_tables(data: dict, spaces: list[str], budgets: list[int]) -> str:
+    """Per space: one row per sampler, P and ratio at each budget (sorted by the mean P)."""
+    out = []
+    for short in spaces:
+        rows = []
+        for (name, s), (c, rs) in data.items():
+            if s != short:
+                continue
+            row = [name]
+            for t in budgets:
+                row += [mark(c[t].p), fmt(c[t].ratio)] if t in c else ["-", "-"]
+            t95s = [t95(load_space(s), r["seq"], r["finished"]) for r in rs]
+            t95s = [x for x in t95s if x is not None]
+            row.append(fmt(statistics.median(t95s), 0) if t95s else "-")
+            reached = c[budgets[-1]].runs if budgets[-1] in c else 0
+            row.append(f"{len(rs)}" + ("*" if reached < len(rs) else ""))
+            rows.append((np.mean([c[t].p if t in c else -math.inf for t in budgets]), row))
+        rows.sort(key=lambda row: -row[0])
+        head = ["sampler"] + [f"{m}@{t}" for t in budgets for m in ("P", "ratio")]
+        out.append(render(short, [*head, "med t95 s", "runs"], [row for _, row in rows]))
+    return "\n\n".join(out)
+
+
+def worse_than_random(data: dict, budgets: list[int]) -> str:
+    """Every (sampler, space, budget) with P < 0."""
+    lines = []
+    for (name, short), (c, _) in sorted(data.items()):
+        bad = [f"{t}: {c[t].p:.2f}" for t in budgets if t in c and c[t].p < 0]
+        if bad:
+            lines.append(f"  {name:24s} {short:34s} " + ", ".join(bad))
+    return "== worse than random search (P < 0)\n" + ("\n".join(lines) or "  none")
 
 
 def render(title: str, head: list[str], rows: list[list[str]]) -> str:
@@ -467,13 +572,17 @@ def init_worker() -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--samplers", help="comma-separated (default: all; with --from: all in FILE)")
-    p.add_argument("--spaces", default=",".join(SPACES))
+    p.add_argument("--samplers", help="comma-separated (default: the peers of the README and "
+                   "our samplers; with --from: all in the files)")
+    p.add_argument("--spaces", help="comma-separated names, files or globs (default: every "
+                   f"*{SUFFIX} in {SPACE_DIR})")
     p.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1")
     p.add_argument("--budgets", default="25,50,100,200,400")
-    p.add_argument("--jobs", type=int, default=os.cpu_count())
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/replay.jsonl")
-    p.add_argument("--from", dest="from_file", type=Path, help="only print tables from FILE")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/replay12.jsonl",
+                   help="records are appended here (gzip'd if it ends in .gz)")
+    p.add_argument("--from", dest="from_files", type=Path, action="append",
+                   help="only print tables from FILE (repeatable: the files are merged)")
     p.add_argument("--max-seconds", type=float, help="wall-clock limit per run")
     return p.parse_args(argv)
 
@@ -481,10 +590,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def usable(names: list[str]) -> list[str]:
     ok = []
     for name in names:
-        if name.partition("/")[0] in ALL_SAMPLERS:
+        base = name.partition("/")[0].partition("@")[0]
+        if base in ALL_SAMPLERS:
             try:
-                if name == "de":
-                    _de(0)
+                if base in SAMPLERS:
+                    make_sampler(name.partition("/")[0], 0)
                 ok.append(name)
             except Exception as e:
                 print(f"skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -493,17 +603,27 @@ def usable(names: list[str]) -> list[str]:
     return ok
 
 
+def split_names(text: str) -> list[str]:
+    """Comma-separated, except inside parentheses (``ss@mix=(1,1,0)``)."""
+    return re.split(r",(?![^()]*\))", text)
+
+
+def open_out(path: Path):
+    return gzip.open(path, "at") if path.suffix == ".gz" else path.open("a")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
-    spaces = args.spaces.split(",")
+    PATHS.update(space_paths(args.spaces))
+    spaces = list(PATHS)
     budgets = [int(b) for b in args.budgets.split(",")]
     init_worker()
-    if args.from_file:
-        records = read_records(args.from_file)
+    if args.from_files:
+        records = [r for f in args.from_files for r in read_records(f)]
         if args.samplers:
-            records = [r for r in records if r["sampler"] in args.samplers.split(",")]
+            records = [r for r in records if r["sampler"] in split_names(args.samplers)]
     else:
-        names = usable((args.samplers or ",".join(ALL_SAMPLERS)).split(","))
+        names = usable(split_names(args.samplers) if args.samplers else DEFAULT_SAMPLERS)
         budget = max(budgets)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         done = {
@@ -512,7 +632,7 @@ def main(argv=None) -> None:
             if keep_record(r, budget, args.max_seconds)
         }
         tasks = [
-            (n, s, seed, budgets, args.max_seconds)
+            (n, s, seed, budgets, args.max_seconds, {s: PATHS[s]})
             for n in names
             for s in spaces
             for seed in range(args.seeds)
@@ -520,7 +640,7 @@ def main(argv=None) -> None:
         ]
         print(f"{len(tasks)} runs to do ({len(done)} already in {args.out})", file=sys.stderr)
         start = time.perf_counter()
-        with args.out.open("a") as out, multiprocessing.Pool(args.jobs, init_worker) as pool:
+        with open_out(args.out) as out, multiprocessing.Pool(args.jobs, init_worker) as pool:
             for i, rec in enumerate(pool.imap_unordered(run_one, tasks), 1):
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
@@ -531,14 +651,20 @@ def main(argv=None) -> None:
                     file=sys.stderr,
                 )
         records = read_records(args.out)
+    data = cells(records, spaces, budgets)
     print(space_table(spaces))
-    for t in budgets:
-        print()
-        print(table(records, spaces, t))
+    print()
+    print(aggregate_table(data, spaces, budgets))
     print(
-        "\n* runs: runs that reached the budget / runs; means are over runs that reached it "
-        "(a run stopped by --max-seconds or an error is left out where it had not reached t)."
+        "\nP@t: mean over spaces of the mean P over seeds ('!': below 0, worse than random "
+        "search); ratio@t: likewise of optimum / best found; <0@t: spaces where P < 0; "
+        "runs: '*' where some runs were cut short (--max-seconds or an error) and are left out "
+        "where they had not reached t; '-': not every space has runs that reached t."
     )
+    print()
+    print(space_tables(data, spaces, budgets))
+    print()
+    print(worse_than_random(data, budgets))
     print()
     print(stats_table(records, spaces))
 

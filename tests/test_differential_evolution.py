@@ -16,6 +16,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from helion_optuna.samplers import DifferentialEvolutionSampler
+from helion_optuna.samplers.differential_evolution.encoding import Encoding
 from helion_optuna.samplers.differential_evolution.sampler import GENERATION, TARGET
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -69,7 +70,7 @@ def test_generation_and_target_recorded_round_robin():
 
 
 def test_population_holds_the_best_challenger_of_each_slot():
-    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0, restart_patience=None)
     study = run(sampler, 60)
     population = sampler.population(study)
     for slot, number in enumerate(population):
@@ -85,7 +86,7 @@ def test_reproducible_with_a_seed():
 
 
 def test_fail_and_pruned_trials_lose_and_never_stall():
-    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0, restart_patience=None)
     study = optuna.create_study(sampler=sampler)
     for _i in range(80):
         trial = study.ask(SPACE)
@@ -106,7 +107,7 @@ def test_fail_and_pruned_trials_lose_and_never_stall():
 
 
 def test_infeasible_trials_lose_to_feasible_ones():
-    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0, restart_patience=None)
     study = optuna.create_study(sampler=sampler)
     for _ in range(60):
         trial = study.ask(SPACE)
@@ -133,7 +134,7 @@ def test_keeps_proposing_after_max_generations():
 
 
 def test_enqueued_configs_join_the_population():
-    sampler = DifferentialEvolutionSampler(population_size=6, seed=0)
+    sampler = DifferentialEvolutionSampler(population_size=6, seed=0, restart_patience=None)
     study = optuna.create_study(sampler=sampler)
     best = {"stepped": 21, "log_int": 64, "grid": 0.5, "log_float": 1e-2, "plain": 0.0,
             "kind": "b"}
@@ -185,7 +186,7 @@ def workers(url, counts):
 def check_consistent(study, n):
     trials = study.trials
     assert len(trials) == n and all(t.state == TrialState.COMPLETE for t in trials)
-    sampler = DifferentialEvolutionSampler(population_size=6)
+    sampler = DifferentialEvolutionSampler(population_size=6, restart_patience=None)
     population = sampler.population(study)
     assert None not in population
     for slot, number in enumerate(population):
@@ -267,3 +268,40 @@ def test_a_categorical_level_that_starts_badly_is_not_lost():
             study.tell(trial, objective(trial.params))
         found += study.best_value == 0.5
     assert found >= 5  # 6 of 8 seeds; 2 of 8 when the density ratio screened categoricals
+
+
+def test_rejected_configs_pruned_and_failures_are_avoided():
+    # Valid configs are a small, irregular part of the product (x + y divisible by 5; the
+    # tuner tells the rest PRUNED without running them) and some valid ones fail to compile.
+    space = {"x": IntDistribution(0, 39), "y": IntDistribution(0, 39),
+             "z": IntDistribution(1, 64, log=True)}
+    study = optuna.create_study(sampler=DifferentialEvolutionSampler(population_size=10, seed=0))
+    evaluations = 0
+    while evaluations < 150:
+        trial = study.ask(space)
+        x, y, z = trial.params["x"], trial.params["y"], trial.params["z"]
+        if (x + y) % 5:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        evaluations += 1
+        if z > 32:
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, (x - 30) ** 2 + (y - 5) ** 2 + (z - 8) ** 2)
+    assert study.best_value <= 4
+    evaluated = [t for t in study.trials if t.state != TrialState.PRUNED]
+    late = evaluated[len(evaluated) // 2:]
+    assert sum(t.state == TrialState.FAIL for t in late) < 0.1 * len(late)  # random: 0.17
+
+
+def test_restarts_the_population_after_stagnation():
+    # A flat objective never improves: after the generation that sets a population's best,
+    # `restart_patience` generations without improvement, then a new epoch whose population
+    # holds only its own trials.
+    sampler = DifferentialEvolutionSampler(population_size=4, seed=0, restart_patience=2)
+    study = run(sampler, 4 * 11, objective=lambda p: 1.0)
+    finished = sampler._encoded(study, study.trials, Encoding(SPACE))
+    assert [finished.epoch(g, 2) for g in range(12)] == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9, 9, 9]
+    population = [study.trials[n] for n in sampler.population(study)]
+    assert all(t.system_attrs[GENERATION] >= 9 for t in population)
+    assert finished.epoch(11, None) == 0  # restart_patience=None: never

@@ -11,9 +11,11 @@ resumed elsewhere (even after ``optuna.copy_study``, which keeps trial numbers a
 attributes) continues the same evolution. FAIL and PRUNED trials lose to every completed one,
 and infeasible trials (``trial.set_constraint``) to every feasible one.
 
-A measured addition to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): each trial
-breeds several challengers and tries the one that a TPE-style density ratio (best trials
-against the rest) favours.
+Two measured additions to textbook DE (benchmarks/replay.py, benchmarks/RESULTS.md): each
+trial breeds several challengers and tries the one that a TPE-style density ratio (best trials
+against the rest) favours; and a population whose best has not improved for
+``restart_patience`` generations restarts (an epoch, derived from the trials' generations and
+ranks like everything else, so every process agrees on it).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class DifferentialEvolutionSampler(BaseSampler):
             ``False``, which found better configs at every budget of benchmarks/replay.py
             (benchmarks/RESULTS.md).
         seed: Seed for the random numbers (reproducible in a single process).
+        restart_patience: Generations without improvement of the population's best (after
+            the generation that set it) after which the population restarts: the next
+            generation breeds from nothing older, its challengers are uniform draws screened
+            by the density ratio (which still learns from every trial). ``None``: never.
     """
 
     def __init__(
@@ -71,6 +77,8 @@ class DifferentialEvolutionSampler(BaseSampler):
         crossover_rate: float = 0.8,
         immediate_update: bool | None = None,
         seed: int | None = None,
+        *,
+        restart_patience: int | None = 2,
     ) -> None:
         if population_size < 4:
             raise ValueError(f"population_size must be at least 4, got {population_size}")
@@ -82,6 +90,9 @@ class DifferentialEvolutionSampler(BaseSampler):
         self.max_generations = max_generations
         self.crossover_rate = crossover_rate
         self.immediate_update = False if immediate_update is None else immediate_update
+        if restart_patience is not None and restart_patience < 1:
+            raise ValueError(f"restart_patience must be at least 1, got {restart_patience}")
+        self.restart_patience = restart_patience
         self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace(include_pruned=True)
@@ -125,17 +136,26 @@ class DifferentialEvolutionSampler(BaseSampler):
         trials = study._get_trials(deepcopy=False, use_cache=True)
         encoding = Encoding(search_space)
         finished = self._encoded(study, trials, encoding)
+        epoch = finished.epoch(generation, self.restart_patience)
         slots = finished.population(self.population_size,
-                                    None if self.immediate_update else generation)
+                                    None if self.immediate_update else generation, epoch)
         members = sorted((m for m in slots if m is not None), key=lambda e: e[0])
-        if len(members) < 4:
-            return {}
-        x = slots[target] if slots[target] is not None else members[
-            self._rng.integers(len(members))]
-
         seen = finished.keys | {  # and the trials still running (other workers')
             encoding.encode(t.params).tobytes() for t in trials[finished.frontier:]
             if not t.state.is_finished() and all(n in t.params for n in encoding.names)}
+        if len(members) < 4:
+            if epoch == 0:
+                return {}  # random
+            # A restart: the new population's first members are uniform draws, screened.
+            rows = encoding.snap(_uniform(self._rng, _CANDIDATES, encoding), self._rng)
+            rows = np.array([r for r in rows if r.tobytes() not in seen])
+            if not len(rows):
+                return {}
+            return encoding.decode(rows[int(np.argmax(
+                self._density_ratio(finished, rows, encoding)))])
+        x = slots[target] if slots[target] is not None else members[
+            self._rng.integers(len(members))]
+
         candidates: dict[bytes, np.ndarray] = {}
         for _ in range(_ATTEMPTS):
             for row in self._challengers(x, members, encoding):
@@ -218,15 +238,16 @@ class DifferentialEvolutionSampler(BaseSampler):
         )
 
     def population(self, study: optuna.Study) -> list[int | None]:
-        """Trial numbers of the current members, slot by slot (None: slot not filled yet)."""
-        slots: list[FrozenTrial | None] = [None] * self.population_size
-        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
-        for t in study.get_trials(deepcopy=False):
-            i = t.system_attrs.get(TARGET, self.population_size)
-            if t.state.is_finished() and i < self.population_size and (
-                    slots[i] is None or _rank(t, sign) < _rank(slots[i], sign)):
-                slots[i] = t
-        return [t and t.number for t in slots]
+        """Trial numbers of the members that the next trial breeds from, slot by slot (None:
+        slot not filled yet, or emptied by a restart)."""
+        trials = study._get_trials(deepcopy=False, use_cache=False)
+        space = self._search_space.calculate(study)
+        finished = self._encoded(study, trials, Encoding(
+            {n: d for n, d in space.items() if not d.single()}))
+        generation = len(trials) // self.population_size
+        epoch = finished.epoch(generation, self.restart_patience)
+        slots = finished.population(self.population_size, None, epoch)
+        return [e and e[3].number for e in slots]
 
     def finished(self, study: optuna.Study) -> bool:
         """True once ``max_generations`` generations after the first have been started."""
@@ -277,6 +298,7 @@ class _Finished:
         self.frontier = 0
         self._added = 0
         self._generations: dict[int | None, int] = {}
+        self._best: dict[int, tuple] = {}  # generation -> rank of its best trial
         self._slots: tuple[tuple, list] | None = None
 
     def add(self, trial: FrozenTrial, rank: tuple[int, float], encoding: Encoding) -> None:
@@ -290,21 +312,38 @@ class _Finished:
             self._added += 1
             generation = trial.system_attrs.get(GENERATION)
             self._generations[generation] = self._generations.get(generation, 0) + 1
+            if generation is not None and rank < self._best.get(generation, (3,)):
+                self._best[generation] = rank
 
-    def population(self, size: int, before: int | None) -> list[tuple | None]:
+    def epoch(self, generation: int, patience: int | None) -> int:
+        """The generation at which the population of ``generation`` was restarted: the
+        first after ``patience`` generations in which the best of the current population's
+        lineage did not improve (0: never restarted)."""
+        start, best, last = 0, None, 0
+        for g in range(generation if patience else 0):
+            rank = self._best.get(g)
+            if rank is not None and (best is None or rank < best):
+                best, last = rank, g
+            elif g - last >= patience:
+                start, best, last = g + 1, None, g + 1
+        return start
+
+    def population(self, size: int, before: int | None,
+                   since: int = 0) -> list[tuple | None]:
         """The member of each slot: the best trial that targeted it (of a generation before
         ``before``, unless None). Cached until a trial that counts is added."""
         seen = self._added if before is None else sum(
             n for g, n in self._generations.items() if g is not None and g < before)
-        if self._slots is None or self._slots[0] != (size, before, seen):
+        if self._slots is None or self._slots[0] != (size, before, since, seen):
             slots: list[tuple | None] = [None] * size
             for e in self.trials:
                 attrs = e[3].system_attrs
                 i = attrs.get(TARGET, size)
                 if i < size and (before is None or attrs[GENERATION] < before) and (
+                        attrs.get(GENERATION, since) >= since) and (
                         slots[i] is None or e[0] < slots[i][0]):
                     slots[i] = e
-            self._slots = ((size, before, seen), slots)
+            self._slots = ((size, before, since, seen), slots)
         return self._slots[1]
 
 
@@ -319,6 +358,12 @@ def _rank(trial: FrozenTrial, sign: float) -> tuple[int, float]:
     if violation > 0:
         return (1, violation)
     return (0, sign * trial.value)
+
+
+def _uniform(rng: np.random.Generator, n: int, encoding: Encoding) -> np.ndarray:
+    """Uniform rows: in [0, 1] for ordered axes, [-0.5, levels - 0.5) for categoricals."""
+    cat = encoding.categorical
+    return rng.random((n, len(encoding.names))) * np.where(cat, encoding.levels, 1.0) - 0.5 * cat
 
 
 def _log_density(rows: np.ndarray, points: np.ndarray, encoding: Encoding) -> np.ndarray:
