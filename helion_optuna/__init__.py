@@ -8,6 +8,7 @@ the front ends ``decorator``, ``helion`` and ``cli`` use them; ``errors`` serves
 
 from helion_optuna.decorator import autotune
 from helion_optuna.errors import InvalidConfig, StorageError
+from helion_optuna.evaluation import worker
 from helion_optuna.space import (
     Boolean,
     Choice,
@@ -22,7 +23,7 @@ from helion_optuna.space import (
 )
 from helion_optuna.storage.cache import LocalAutotuneCache, StrictLocalAutotuneCache
 from helion_optuna.tuning.objective import KernelObjective
-from helion_optuna.tuning.tuner import TuneResult, tune
+from helion_optuna.tuning.tuner import TuneResult, sampler, tune
 
 __version__ = "0.1.0"
 
@@ -44,5 +45,10 @@ __all__ = [
     "StrictLocalAutotuneCache",
     "TuneResult",
     "autotune",
+    "sampler",
     "tune",
 ]
+
+# Tunings fork their workers from a server that has torch and triton imported: start it now,
+# while the caller's script goes on (evaluation/worker.py, evaluation/forkserver.py).
+worker.warm()

@@ -17,6 +17,7 @@ import torch
 from triton.runtime.interpreter import InterpretedFunction
 
 from helion_optuna.errors import InvalidConfig
+from helion_optuna.evaluation import worker
 from helion_optuna.space import Config, ConfigSpace, Integer
 from helion_optuna.space.config import FIELDS
 from helion_optuna.storage.cache import LocalAutotuneCache, cache_entry, check_cache_option
@@ -81,6 +82,7 @@ class Autotuned:
         self.key, self.options, self.reference = key, options, reference
         self.cache, self.storage = cache, storage
         self.best: dict[tuple, Config] = {}
+        worker.warm()  # its imports overlap with the rest of the user's script
         self.results: dict[tuple, TuneResult] = {}
 
     def __getitem__(self, grid: Any) -> Callable[..., None]:

@@ -154,3 +154,13 @@ def test_compile_workers_get_tensors_of_the_same_layout_without_data():
         assert (made.shape, made.stride(), made.storage_offset(), made.dtype) == \
             (arg.shape, arg.stride(), arg.storage_offset(), arg.dtype)
     assert Unfilled.of(3) == 3
+
+
+def test_helion_optuna_sampler_is_the_tuners_default():
+    import helion_optuna
+
+    result = tune(fk.launch, args(), space=fk.SPACE, n_trials=2, seed=0, timeout_s=30,
+                  cache=None)
+    default = helion_optuna.sampler(seed=0)
+    assert {t.user_attrs["sampler"] for t in result.study.trials} == {type(default).__name__}
+    assert type(helion_optuna.sampler("tpe")).__name__ == "TPESampler"

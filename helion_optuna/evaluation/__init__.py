@@ -2,13 +2,14 @@
 
 ``evaluator`` is the parent's side (a pool of compile workers and a timing worker, fed configs
 and giving Results); ``task`` and ``triton_hooks`` are what runs in the workers; ``messages``
-is the protocol between them; ``worker`` the processes, ``pickling`` how the kernel travels
-to them, ``kernel_source`` the source a trial's artifact shows, ``device`` where kernels run.
+is the protocol between them; ``worker`` the processes (forked by ``forkserver``),
+``pickling`` how the kernel travels to them, ``kernel_source`` the source a trial's
+artifact shows, ``device`` where kernels run.
 Nothing here opens a storage or writes a record: the tuning stage records Results.
 """
 
 from helion_optuna.evaluation.device import interpreting
-from helion_optuna.evaluation.evaluator import SEARCH_REP_MS, Evaluator
+from helion_optuna.evaluation.evaluator import Evaluator
 from helion_optuna.evaluation.messages import Result
 
-__all__ = ["SEARCH_REP_MS", "Evaluator", "Result", "interpreting"]
+__all__ = ["Evaluator", "Result", "interpreting"]

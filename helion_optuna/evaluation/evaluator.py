@@ -6,17 +6,23 @@ them from that cache, checks the output against the reference and times it. A fa
 kind gives a Result with its reason (messages.py: compile_error, compile_timeout,
 run_timeout, crash, wrong_result or out_of_resources). This is the parent's side; the
 workers run task.py.
+
+Workers are forked by the fork server (worker.py, forkserver.py). A config's value is its
+time relative to the anchor (task.py): its ratio to the anchor, timed beside it, times the
+anchor's first median, the unit of every value of an evaluator. A config whose short screen
+is CLEARLY_SLOWER than the best value so far is not timed further.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from helion_optuna.evaluation import pickling
+from helion_optuna.evaluation import pickling, worker
 from helion_optuna.evaluation.device import interpret_without_gpu
 from helion_optuna.evaluation.messages import (
     COMPILE_TIMEOUT,
@@ -31,9 +37,10 @@ from helion_optuna.evaluation.task import Task, Unfilled
 from helion_optuna.evaluation.worker import Pool, Worker, WorkerLost
 from helion_optuna.space import Config, ConfigSpace
 
-#: Milliseconds of repeated runs that time a config during the search (the final re-timing of
-#: the leaders runs longer).
-SEARCH_REP_MS = 20.0
+#: A screen this many times slower than the best careful value so far ends the timing.
+CLEARLY_SLOWER = 1.25
+#: Milliseconds of repeated runs of a re-timed config, and of the anchor beside it.
+RETIME_MS = 25.0
 
 
 class Evaluator:
@@ -78,15 +85,20 @@ class Evaluator:
         self.batch_size = compile_workers or len(os.sched_getaffinity(0))
         self.in_flight = self.batch_size + 2
         interpret_without_gpu()
+        worker.warm()
         self._compilers: Pool | None = None
         self._timer: Worker | None = None
         self._compile_times: list[float] = []
+        #: The anchor's first median ms: the unit of every value.
+        self.anchor_ms = math.nan
+        #: The best careful value so far: the screens' bar.
+        self.best_ms = math.inf
 
-    def evaluate(self, configs: Sequence[Config], rep_ms: float = SEARCH_REP_MS) -> list[Result]:
+    def evaluate(self, configs: Sequence[Config]) -> list[Result]:
         """Compile ``configs`` in parallel, then check and time them one after another."""
-        return [f.result() for f in [self.submit(c, rep_ms) for c in configs]]
+        return [f.result() for f in [self.submit(c) for c in configs]]
 
-    def submit(self, config: Config, rep_ms: float = SEARCH_REP_MS) -> Future[Result]:
+    def submit(self, config: Config) -> Future[Result]:
         """Start evaluating ``config``: it compiles on the next idle compile worker, then
         waits for the timing worker. The Result comes through the future."""
         if self._compilers is None:
@@ -103,24 +115,23 @@ class Evaluator:
             if f.exception() is not None or not f.result().ok:
                 _forward(f, result)
             else:
-                self._timing.submit(self._time, config, f.result(), rep_ms).add_done_callback(
-                    timed)
+                self._timing.submit(self._time, config, f.result()).add_done_callback(timed)
 
         self._compilers.submit(self._compile, config).add_done_callback(compiled)
         return result
 
-    def retime(self, configs: Sequence[Config], rep_ms: float = 100.0) -> list[Result]:
-        """Time already checked configs again (no compile, no check)."""
-        return [self._timing.submit(self._call, self._timer, Request(Kind.TIME, c, rep_ms),
-                                    RUN_TIMEOUT).result() for c in configs]
+    def retime(self, configs: Sequence[Config]) -> list[Result]:
+        """Time already checked configs again, each in one longer round beside the anchor (no
+        compile, no check)."""
+        def timed(config: Config) -> Result:
+            return self._valued(self._call(self._timer, Request(Kind.TIME, config,
+                                                                rep_ms=RETIME_MS), RUN_TIMEOUT))
+        return [self._timing.submit(timed, c).result() for c in configs]
 
-    def time_reference(self, rep_ms: float = 100.0) -> Result | None:
-        """Time the reference function as the configs are timed (None without one)."""
-        if not self.has_reference:
-            return None
-        return self._timing.submit(self._call, self._timer,
-                                   Request(Kind.TIME_REFERENCE, rep_ms=rep_ms),
-                                   RUN_TIMEOUT).result()
+    def time_reference(self) -> Result | None:
+        """The reference function's time in the unit of the values: the anchor's first
+        median (None without a reference)."""
+        return Result(ms=self.anchor_ms, ratio=1.0) if self.has_reference else None
 
     def _compile(self, worker: Worker, config: Config) -> Result:
         result = self._call(worker, Request(Kind.COMPILE, config), COMPILE_TIMEOUT,
@@ -136,11 +147,23 @@ class Evaluator:
             return self.timeout_s
         return min(self.timeout_s, max(5.0, 10 * statistics.median(self._compile_times)))
 
-    def _time(self, config: Config, compiled: Result, rep_ms: float) -> Result:
-        result = self._call(self._timer, Request(Kind.CHECK_AND_TIME, config, rep_ms),
-                            RUN_TIMEOUT)
+    def _time(self, config: Config, compiled: Result) -> Result:
+        bar = CLEARLY_SLOWER * self.best_ms / self.anchor_ms  # NaN or inf before a value
+        result = self._valued(self._call(
+            self._timer, Request(Kind.CHECK_AND_TIME, config, bar if math.isfinite(bar) else None),
+            RUN_TIMEOUT))
+        if result.ok and not result.screened:
+            self.best_ms = min(self.best_ms, result.ms)
         result.compile_s, result.cache_dirs, result.code = (
             compiled.compile_s, compiled.cache_dirs, compiled.code)
+        return result
+
+    def _valued(self, result: Result) -> Result:
+        """Give a timed result its value: its ratio to the anchor, in the anchor's first ms."""
+        if result.ok:
+            if math.isnan(self.anchor_ms):  # the first value (never a screened one)
+                self.anchor_ms = result.anchor_ms
+            result.ms = result.ratio * self.anchor_ms
         return result
 
     def _call(self, worker: Worker, request: Request, timeout_failure: str,

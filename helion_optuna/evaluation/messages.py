@@ -36,23 +36,24 @@ class Kind(enum.Enum):
 
     COMPILE = "compile"  # compile the config, do not run it
     CHECK_AND_TIME = "check_and_time"  # check its output against the reference, then time it
-    TIME = "time"  # time it again (it was checked before)
-    TIME_REFERENCE = "time_reference"  # time the reference function (no config)
+    TIME = "time"  # time it again, in one round beside the anchor (it was checked before)
 
 
 @dataclass(frozen=True)
 class Request:
     kind: Kind
-    config: Config | None = None
-    rep_ms: float = 0.0  # milliseconds of repeated runs that time it
+    config: Config
+    #: CHECK_AND_TIME: a screen over this ratio to the anchor ends the timing (None: no bar).
+    bar: float | None = None
+    #: TIME: milliseconds of repeated runs of the config, and of the anchor, in its round.
+    rep_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, Kind):
             raise ValueError(f"kind: {self.kind!r} is not one of "
                              f"{', '.join(k.name for k in Kind)}")
-        if (self.config is None) != (self.kind is Kind.TIME_REFERENCE):
-            raise ValueError(f"a {self.kind.name} request takes "
-                             f"{'no' if self.kind is Kind.TIME_REFERENCE else 'a'} config")
+        if self.config is None:
+            raise ValueError(f"a {self.kind.name} request takes a config")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,15 @@ class Started:
 class Result:
     """What evaluating one Config gave: a time, or a failure and its message."""
 
+    #: The value: ms relative to the anchor (evaluator.py); NaN for a failure.
     ms: float = math.nan
+    #: The config's time over the anchor's, timed in alternating rounds (or in its screen).
+    ratio: float = math.nan
+    #: The anchor's median ms in those rounds; after a screen, its latest.
+    anchor_ms: float = math.nan
+    #: Stopped after the screen: clearly slower than the best so far.
+    screened: bool = False
+    #: The config's own times in ms: median, min, max, n.
     samples: dict[str, float] = field(default_factory=dict)
     compile_s: float = 0.0
     failure: str | None = None

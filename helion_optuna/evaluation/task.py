@@ -4,11 +4,21 @@ time (messages.py), compiling, checking against the reference, or timing.
 A timing worker keeps a pristine copy of the tensor arguments and the expected output (of the
 reference function, or of the default config); a compile worker gets the arguments' shapes,
 not their data (:class:`Unfilled`).
+
+How a config is timed. A GPU's clocks drift with its temperature (an H200 ran the chosen
+config 15% slower at the end of a search than during it), so a time means something only
+beside another taken at the same moment. The timing worker times every config in rounds
+that alternate with an anchor, the reference function (or the default config, without
+one), and reports the config's ratio to the anchor: the search and the final re-timing rank
+on the same scale (evaluator.py turns ratios into values). Time is spent where it matters:
+a short screen first (SCREEN_MS), and a config whose screen is over the caller's bar, clearly
+slower than the best so far, stops there; only the others get the careful rounds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import statistics
 import time
@@ -31,6 +41,12 @@ from helion_optuna.evaluation.messages import (
 from helion_optuna.evaluation.triton_hooks import compile_only
 from helion_optuna.space import Config
 
+#: Milliseconds of repeated runs of a config's screen; of each of its careful rounds during
+#: the search (and of the anchor's beside it), and how many rounds.
+SCREEN_MS = 2.0
+ROUND_MS = 10.0
+SEARCH_ROUNDS = 2
+
 
 @dataclass
 class Task:
@@ -50,6 +66,8 @@ class Task:
             ref = self.reference or (lambda *a: self.launch(self.default, *a))
             self.expected = _clone(ref(*self.args))
             synchronize()
+            self.anchor = functools.partial(ref, *self.args)
+            self.anchor_ms = statistics.median(_bench(self.anchor, SCREEN_MS))
 
     def _restore(self) -> None:
         """Put back the arguments as the caller gave them, for kernels that write in place."""
@@ -63,11 +81,9 @@ class Task:
             return self._compile(config)
         if kind is Kind.CHECK_AND_TIME:
             result = self._check(config)
-            return result if not result.ok else self._time_it(config, request.rep_ms)
+            return result if not result.ok else self._screen_and_time(config, request.bar)
         if kind is Kind.TIME:
-            return self._time_it(config, request.rep_ms)
-        if kind is Kind.TIME_REFERENCE:
-            return _timed(lambda: self.reference(*self.args), request.rep_ms)
+            return self._time_it(config, 1, request.rep_ms)
         raise ValueError(f"a request of unknown kind {kind!r}")
 
     def _compile(self, config: Config) -> Result:
@@ -107,20 +123,44 @@ class Task:
             return Result(failure=WRONG_RESULT, message=str(e))
         return Result()
 
-    def _time_it(self, config: Config, rep_ms: float) -> Result:
-        return _timed(lambda: self.launch(config, *self.args), rep_ms)
+    def _screen_and_time(self, config: Config, bar: float | None) -> Result:
+        """A short screen; then the careful rounds, unless the screen is over ``bar`` (a
+        ratio to the anchor)."""
+        try:
+            times = _bench(functools.partial(self.launch, config, *self.args), SCREEN_MS)
+        except Exception as e:
+            return _failure(e, CRASH)
+        ratio = statistics.median(times) / self.anchor_ms
+        if bar is not None and ratio > bar:
+            return Result(ratio=ratio, anchor_ms=self.anchor_ms, screened=True,
+                          samples=_summary(times))
+        return self._time_it(config, SEARCH_ROUNDS, ROUND_MS)
+
+    def _time_it(self, config: Config, rounds: int, rep_ms: float) -> Result:
+        """Time ``config`` in ``rounds`` that alternate with the anchor: its ratio is the
+        median of the rounds' ratios, each of two medians taken moments apart."""
+        fn = functools.partial(self.launch, config, *self.args)
+        mine: list[float] = []
+        ratios, anchors = [], []
+        try:
+            for r in range(rounds):
+                pair = (fn, self.anchor) if r % 2 == 0 else (self.anchor, fn)
+                timed = {f: _bench(f, rep_ms) for f in pair}
+                mine += timed[fn]
+                anchors.append(statistics.median(timed[self.anchor]))
+                ratios.append(statistics.median(timed[fn]) / anchors[-1])
+        except Exception as e:
+            return _failure(e, CRASH)
+        self.anchor_ms = statistics.median(anchors)
+        return Result(ratio=statistics.median(ratios), anchor_ms=self.anchor_ms,
+                      samples=_summary(mine))
 
 
-def _timed(fn: Callable[[], Any], rep_ms: float) -> Result:
-    """The median time of ``fn()`` and a summary of the samples."""
-    try:
-        times = _bench(fn, rep_ms)
-    except Exception as e:
-        return _failure(e, CRASH)
-    times.sort()
-    summary = {"median": statistics.median(times), "min": times[0], "max": times[-1],
-               "n": len(times)}
-    return Result(ms=summary["median"], samples={k: round(v, 6) for k, v in summary.items()})
+def _summary(times: list[float]) -> dict[str, float]:
+    """Median, min, max and number of ``times`` (ms)."""
+    times = sorted(times)
+    return {"median": round(statistics.median(times), 6), "min": round(times[0], 6),
+            "max": round(times[-1], 6), "n": len(times)}
 
 
 @dataclass(frozen=True)
@@ -165,17 +205,16 @@ def _failure(e: Exception, default: str) -> Result:
 
 
 def _bench(fn: Callable[[], Any], rep_ms: float) -> list[float]:
+    """Times of ``fn()`` in ms over about ``rep_ms`` (triton's do_bench: L2 flushed before each
+    run). Its first runs were the check or an earlier round, so the warm-up is short. Under
+    the interpreter, one wall-clock run: its times mean nothing."""
     if interpreting():
+        start = time.perf_counter()
         fn()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1000)
-        return times
+        return [(time.perf_counter() - start) * 1000]
     from triton.testing import do_bench
 
-    return list(do_bench(fn, warmup=max(5, rep_ms / 4), rep=rep_ms, return_mode="all"))
+    return list(do_bench(fn, warmup=max(1.0, rep_ms / 4), rep=rep_ms, return_mode="all"))
 
 
 def _clone(out: Any) -> Any:

@@ -1,8 +1,9 @@
 """Worker processes: kernels compile and run here, never in the caller.
 
-A worker is a fresh interpreter running :func:`main`: it receives its role and its task by
-value (see pickling.py) and never imports the caller's ``__main__``. It answers one request
-at a time (messages.py) over a pair of pipes, so a request that hangs is killed after its
+A worker is forked by this process's fork server (forkserver.py), which has torch and
+triton imported already, and runs :func:`serve`: it receives its role and its task by value
+(see pickling.py) and never imports the caller's ``__main__``. It answers one request at a
+time (messages.py) over a socket of its own, so a request that hangs is killed after its
 timeout and one that crashes the process (segfault, abort, a corrupted CUDA context) costs
 only that request: the next one starts a new worker.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import subprocess
+import signal
+import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from helion_optuna.errors import TuningError
-from helion_optuna.evaluation import pickling
+from helion_optuna.evaluation import forkserver, pickling
 from helion_optuna.evaluation.messages import CRASH, Request, Result, Role, Started
 
 STARTUP_TIMEOUT_S = 600.0
@@ -39,7 +41,7 @@ class Worker:
 
     def __init__(self, task: bytes, role: Role) -> None:
         self._task, self._role = task, role
-        self._proc: subprocess.Popen | None = None
+        self.pid: int | None = None
 
     def call(self, request: Request, timeout: float) -> Result:
         self.start()
@@ -47,8 +49,7 @@ class Worker:
             self._outbox.send_bytes(pickle.dumps(request))
             return self._receive(timeout)
         except (BrokenPipeError, EOFError, OSError):
-            code = self._proc.wait()
-            self._proc = None
+            code = self._end()
             raise WorkerLost("crash", f"worker process died ({_exit_reason(code)})") from None
 
     def _receive(self, timeout: float) -> Any:
@@ -59,22 +60,11 @@ class Worker:
 
     def start(self) -> None:
         """Start the process now, if it is not running (jobs start it when needed)."""
-        if self._proc is not None and self._proc.poll() is None:
+        if self.pid is not None:
             return
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        # Whatever the caller can import, the worker can (its __main__ excepted).
-        path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from helion_optuna.evaluation.worker import main; main()",
-             str(to_child), str(from_child)],
-            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": path},
-        )
-        os.close(to_child)
-        os.close(from_child)
-        self._outbox = Connection(from_parent, readable=False)
-        self._inbox = Connection(to_parent, writable=False)
+        self._server = forkserver.server(preload())
+        self.pid, sock = self._server.fork(serve)
+        self._outbox = self._inbox = Connection(sock.detach())
         self._outbox.send_bytes(pickle.dumps(self._role))
         self._outbox.send_bytes(self._task)
         started: Started = self._receive(STARTUP_TIMEOUT_S)
@@ -83,12 +73,18 @@ class Worker:
             raise TuningError(f"worker could not start: {started.error}")
 
     def close(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._inbox.close()
-            self._outbox.close()
-            self._proc = None
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            self._end()
+
+    def _end(self) -> int:
+        """Close the connection and reap the process: its exit code."""
+        pid, self.pid = self.pid, None
+        self._inbox.close()
+        try:
+            return self._server.wait(pid)
+        except OSError:  # the server is gone (this process is ending)
+            return -signal.SIGKILL
 
 
 class Pool:
@@ -126,9 +122,23 @@ def _exit_reason(code: int) -> str:
     return f"exit code {code}"
 
 
-def main() -> None:
-    inbox = Connection(int(sys.argv[1]), writable=False)
-    outbox = Connection(int(sys.argv[2]), readable=False)
+def warm() -> None:
+    """Start the fork server now, so that its imports overlap with the caller's own work (a
+    tuning would start it anyway). Workers, which never tune, start none."""
+    if not forkserver.inside():
+        forkserver.server(preload())
+
+
+def preload() -> tuple[str, ...]:
+    """What the fork server imports before it forks: torch, triton, this module, and helion
+    when the caller uses it."""
+    names = ("torch", "triton", __name__)
+    return (*names, "helion") if "helion" in sys.modules else names
+
+
+def serve(sock: socket.socket) -> None:
+    """A worker's life, in the forked process: its task, then one request after another."""
+    inbox = outbox = Connection(sock.detach())
     role: Role = pickle.loads(inbox.recv_bytes())
     task = pickling.loads(inbox.recv_bytes())
     try:

@@ -13,7 +13,11 @@ Trial user attributes (optuna-dashboard shows them with each trial):
 ``compile_s``        seconds that its compile took
 ``kernel_source``    where Triton keeps what it compiled
 ``bench_ms``         median, min, max and number (n) of its timed runs, in ms, if it ran
-                     correctly
+                     correctly, with ``anchor`` (the anchor's median beside them) and
+                     ``ratio`` (its time over the anchor's); the trial's value is the ratio
+                     in the anchor's first ms (evaluation/evaluator.py)
+``screened``         true if its short screen was clearly slower than the best so far, and it
+                     was timed no further
 ``failure``          else why not: an evaluation's failure (compile_error, compile_timeout,
                      run_timeout, crash, wrong_result, out_of_resources) or the tuner's
                      (rejected by the space's constraint, over_budget, unresolved)
@@ -53,6 +57,7 @@ SAMPLER = "sampler"
 COMPILE_S = "compile_s"
 KERNEL_SOURCE = "kernel_source"
 BENCH_MS = "bench_ms"
+SCREENED = "screened"
 FAILURE = "failure"
 FAILURE_MESSAGE = "failure_message"
 DUPLICATE_OF = "duplicate_of"
@@ -79,10 +84,10 @@ SOURCE_FILENAME = "triton_code.py"
 SOURCE_MIMETYPE = "text/plain; charset=utf-8"
 
 #: Every key above, for tests/test_layout.py.
-KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, FAILURE, FAILURE_MESSAGE,
-        DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, REJECTED, OVER_BUDGET, UNRESOLVED,
-        EVALUATION, CACHE_KEY, BEST_CONFIG, BEST_MS, REFERENCE_MS, FINISHED, JOB, CHOICE,
-        SOURCE_FILENAME)
+KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, SCREENED, FAILURE,
+        FAILURE_MESSAGE, DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, REJECTED,
+        OVER_BUDGET, UNRESOLVED, EVALUATION, CACHE_KEY, BEST_CONFIG, BEST_MS, REFERENCE_MS,
+        FINISHED, JOB, CHOICE, SOURCE_FILENAME)
 
 Trial = optuna.trial.BaseTrial | FrozenTrial
 _ABSENT: Any = object()
@@ -95,6 +100,9 @@ class Evaluated(Protocol):
     compile_s: float
     cache_dirs: str
     samples: dict[str, float]
+    ratio: float
+    anchor_ms: float
+    screened: bool
     failure: str | None
     message: str
 
@@ -140,7 +148,11 @@ def record_result(trial: optuna.trial.BaseTrial, result: Evaluated) -> None:
     if result.cache_dirs:
         trial.set_user_attr(KERNEL_SOURCE, result.cache_dirs)
     if result.ok:
-        trial.set_user_attr(BENCH_MS, result.samples)
+        beside = {"anchor": result.anchor_ms, "ratio": result.ratio}
+        trial.set_user_attr(BENCH_MS, {**result.samples, **{
+            k: round(v, 6) for k, v in beside.items() if math.isfinite(v)}})
+        if result.screened:
+            trial.set_user_attr(SCREENED, True)
     else:
         trial.set_user_attr(FAILURE, result.failure)
         trial.set_user_attr(FAILURE_MESSAGE, result.message[-2000:])

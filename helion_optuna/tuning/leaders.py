@@ -1,14 +1,15 @@
 """The end of a tuning: the leading configs timed again, and the study's choice.
 
-Search times are short and taken while compiles load the machine: the few fastest configs are
-timed again, longer, interleaved over ROUNDS rounds in alternating order (GPU clocks drift
-under load), with the reference function if there is one, and the fastest median wins. One
+The few fastest configs are timed again, longer, over ROUNDS rounds in alternating order,
+each beside the anchor as in the search (task.py), so that their values compare with the
+search's; the fastest median wins. One
 process makes this choice per budget and the others adopt it (shared_study.py).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 from helion_optuna.errors import TuningError
 from helion_optuna.evaluation import Evaluator, Result
@@ -24,8 +25,7 @@ ROUNDS = 4
 def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: bool,
                     budget: float) -> Choice:
     """The study's choice for this budget (SharedStudy.choice): if no process has made it
-    yet, time the leading configs again, interleaved with the reference function (if any),
-    here; the fastest median wins."""
+    yet, time the leading configs again here; the fastest median wins."""
     done = shared.leaders(LEADERS)
     if not done:
         failures = {records.failure_of(t) for t in shared.known.values()}
@@ -36,19 +36,16 @@ def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: b
         if not evaluated_here:  # the timing worker starts with an evaluation
             objective.evaluate(leaders)
         times: list[list[float]] = [[] for _ in leaders]
-        reference: list[float] = []
         for r in range(ROUNDS):
             order = range(len(leaders)) if r % 2 == 0 else reversed(range(len(leaders)))
             for i in order:
                 result: Result = objective.retime([leaders[i]])[0]
                 times[i].append(result.ms if result.ok else math.inf)
-            timed = objective.time_reference()
-            if timed is not None and timed.ok:
-                reference.append(timed.ms)
-        medians = [sorted(t)[len(t) // 2] for t in times]
+        medians = [statistics.median(t) for t in times]
         best = min(range(len(leaders)), key=medians.__getitem__)
+        reference = objective.time_reference()
         return Choice(config=dict(leaders[best]), ms=medians[best],
                       leaders_ms={str(t.number): m for t, m in zip(done, medians, strict=True)},
-                      reference_ms=sorted(reference)[len(reference) // 2] if reference else None)
+                      reference_ms=None if reference is None else reference.ms)
 
     return shared.choice(budget, choose)

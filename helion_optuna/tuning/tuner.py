@@ -58,6 +58,12 @@ class TuneResult:
         return f"{self.config}: {self.ms:.4f} ms{note}"
 
 
+def sampler(name: str | None = None, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler that ``tune(sampler=name, seed=seed)`` uses: ``name`` is one of SAMPLERS,
+    None for the default (DEFAULT_SAMPLER), so that studies of one's own can use it too."""
+    return make_sampler(name, seed)
+
+
 def make_sampler(sampler: str | optuna.samplers.BaseSampler | None,
                  seed: int | None = None) -> optuna.samplers.BaseSampler:
     """An Optuna sampler from a name ("de", "tpe", "cmaes", "gp", "random") or as given."""
