@@ -4,7 +4,8 @@ Kernels (Helion's example kernels): matmul 4096^3 bf16, row softmax 4096x16384 b
 norm 4096x16384 bf16. The race runs in two phases, each within a 10-minute GPU command:
 
   helion  Helion's autotuner (its default search, LFBOTreeSearch) at effort quick, then at
-          effort full (with --full-budget seconds, Helion's ``autotune_budget_seconds``).
+          effort full (with --full-budget seconds, Helion's ``autotune_budget_seconds``);
+          ``--full-budget 0`` runs quick alone (ours then runs for Helion-quick's time).
   ours    helion_optuna.helion.tune with each of --samplers (a sampler "NAME/reject" rejects
           the configs that Helion would repair, to compare the two) for the longer of Helion-quick's
           wall time and half of Helion-full's; the best of that run at each of the two
@@ -233,9 +234,12 @@ def append(out: Path, row: dict[str, Any]) -> None:
 def phase_ours(name: str, samplers: list[str], out: Path, smoke: bool, seed: int) -> None:
     helion_rows = {r["run"]: r for r in read_rows(out) if r["kernel"] == name
                    and r["run"].startswith("helion-")}
-    quick, full = helion_rows["helion-quick"], helion_rows["helion-full"]
-    budgets = {"quick": quick["wall_s"], "half of full": full["wall_s"] / 2}
-    contenders = {"helion quick": quick["config"], "helion full": full["config"]}
+    quick, full = helion_rows["helion-quick"], helion_rows.get("helion-full")
+    budgets = {"half of quick": quick["wall_s"] / 2, "quick": quick["wall_s"]}
+    contenders = {"helion quick": quick["config"]}
+    if full is not None:
+        budgets["half of full"] = full["wall_s"] / 2
+        contenders["helion full"] = full["config"]
     ours_rows = []
     for sampler in samplers:
         row = run_ours(name, sampler, max(budgets.values()), out, smoke, seed)
@@ -310,8 +314,9 @@ def main() -> None:
         if args.phase == "helion":
             quick_budget = args.full_budget if args.smoke else None
             append(args.out, run_helion(name, "quick", quick_budget, args.out, args.smoke))
-            append(args.out, run_helion(name, "full", args.full_budget, args.out,
-                                        args.smoke))
+            if args.full_budget:
+                append(args.out, run_helion(name, "full", args.full_budget, args.out,
+                                            args.smoke))
         else:
             phase_ours(name, args.samplers.split(","), args.out, args.smoke, args.seed)
     print(table(args.out))
