@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib
 import os
 import pickle
@@ -139,11 +140,22 @@ def _close_all() -> None:
 
 
 def _can_fork() -> bool:
-    """Whether this process can be the server's template: no CUDA context (a forked child
-    cannot use its parent's) and no other thread (one might hold a lock at the fork)."""
-    torch = sys.modules.get("torch")
-    return (threading.active_count() == 1 and torch is not None
-            and not torch.cuda.is_initialized())
+    """Whether this process can be the server's template: torch imported, CUDA's driver not
+    started (a forked child cannot use it) and no other thread (one might hold a lock at the
+    fork)."""
+    return threading.active_count() == 1 and "torch" in sys.modules and not cuda_started()
+
+
+def cuda_started() -> bool:
+    """Whether this process has initialized CUDA's driver (``cuInit``: any CUDA call does,
+    ``torch.cuda.is_available()`` too), after which a forked child cannot use CUDA. The
+    driver answers CUDA_ERROR_NOT_INITIALIZED (3) before; a driver not loaded was not
+    started."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return False
+    return cuda.cuDeviceGetCount(ctypes.byref(ctypes.c_int())) != 3
 
 
 def _import_time(environ: Mapping[str, str]) -> dict[str, str]:

@@ -26,6 +26,7 @@ from helion_optuna.evaluation import forkserver, pickling
 from helion_optuna.evaluation.messages import CRASH, Request, Result, Role, Started
 
 STARTUP_TIMEOUT_S = 600.0
+_HELION_PRELOAD = ("torch._dynamo", "torch._inductor.codegen.triton")
 
 
 class WorkerLost(Exception):
@@ -130,10 +131,11 @@ def warm() -> None:
 
 
 def preload() -> tuple[str, ...]:
-    """What the fork server imports before it forks: torch, triton, this module, and helion
-    when the caller uses it."""
+    """What the fork server imports before it forks: torch, triton, this module, and when
+    the caller uses helion, the parts of torch that helion compiles with (helion itself
+    starts CUDA when it is imported, so each worker imports it after the fork)."""
     names = ("torch", "triton", __name__)
-    return (*names, "helion") if "helion" in sys.modules else names
+    return (*names, *_HELION_PRELOAD) if "helion" in sys.modules else names
 
 
 def serve(sock: socket.socket) -> None:
