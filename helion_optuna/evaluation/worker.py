@@ -15,7 +15,6 @@ import pickle
 import queue
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -26,7 +25,6 @@ from helion_optuna.evaluation import forkserver, pickling
 from helion_optuna.evaluation.messages import CRASH, Request, Result, Role, Started
 
 STARTUP_TIMEOUT_S = 600.0
-_HELION_PRELOAD = ("torch._dynamo", "torch._inductor.codegen.triton")
 
 
 class WorkerLost(Exception):
@@ -131,11 +129,10 @@ def warm() -> None:
 
 
 def preload() -> tuple[str, ...]:
-    """What the fork server imports before it forks: torch, triton, this module, and when
-    the caller uses helion, the parts of torch that helion compiles with (helion itself
-    starts CUDA when it is imported, so each worker imports it after the fork)."""
-    names = ("torch", "triton", __name__)
-    return (*names, *_HELION_PRELOAD) if "helion" in sys.modules else names
+    """What the fork server imports before it forks: torch, triton and this module. Not
+    helion, nor torch's compiler stack under it: on a GPU machine their imports start CUDA,
+    after which no fork can use it; each worker of a Helion kernel imports them itself."""
+    return ("torch", "triton", __name__)
 
 
 def serve(sock: socket.socket) -> None:
