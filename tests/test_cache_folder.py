@@ -82,9 +82,13 @@ def test_a_cache_in_the_script_s_folder_does_not_shadow_the_package(tmp_path):
 @pytest.mark.slow
 def test_workers_import_the_package_whatever_folders_the_current_directory_has(tmp_path):
     """A folder named helion_optuna in the current directory (an earlier version's cache
-    folder, say) does not hide the package from the workers, which run from there."""
+    folder, say) does not hide the package from the workers' fork server, which starts there
+    as a new interpreter where the script cannot be its template (here: another thread runs,
+    evaluation/forkserver.py)."""
     (tmp_path / "scripts").mkdir()
     script = tmp_path / "scripts" / "myscript.py"
-    script.write_text(SCRIPT)
+    script.write_text("import threading\nimport time\n\n"
+                      "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+                      + SCRIPT)
     (tmp_path / "helion_optuna").mkdir()
     run_script(tmp_path, script, cwd=tmp_path, cache=tmp_path / "cache")
