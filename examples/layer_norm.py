@@ -20,12 +20,15 @@ interpreter, 6 trials)
 
 import time
 
+# First: on a machine without a GPU it switches on the Triton interpreter, which triton
+# reads when it is imported.
+import helion_optuna as ho
+
+# isort: split
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-
-import helion_optuna as ho
 
 SPACE = ho.ConfigSpace({
     "block_sizes": ho.ListOf(ho.PowerOfTwo(1, 16, default=1), 1),

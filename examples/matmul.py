@@ -13,11 +13,14 @@ Run: python examples/matmul.py   (GPU: 4096^3 bf16; CPU: 128^3 float32 in the in
 
 import time
 
+# First: on a machine without a GPU it switches on the Triton interpreter, which triton
+# reads when it is imported.
+import helion_optuna as ho
+
+# isort: split
 import torch
 import triton
 import triton.language as tl
-
-import helion_optuna as ho
 
 # Shared memory a block may use (None without a GPU): a config whose pipelined tiles cannot
 # fit is rejected before compiling, and does not count against the budget.

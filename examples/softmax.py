@@ -17,19 +17,20 @@ Triton pipelines a loop of plain loads (no ``tl.dot``) only when ``tl.range`` na
 ``num_stages``, so the pipeline depth is the constexpr ``STAGES``; the ``num_stages`` launch
 option would change nothing here.
 
-Run: python examples/softmax.py   (GPU: 4096x16384 bf16)
-     TRITON_INTERPRET=1 python examples/softmax.py   (CPU: 64x256 float32, 6 trials; without
-     the variable the tuned kernel's own launch fails: Triton's language functions were made
-     before the tuner switched the interpreter on)
+Run: python examples/softmax.py   (GPU: 4096x16384 bf16; CPU: 64x256 float32 in the
+interpreter, which ``import helion_optuna`` switches on there, 6 trials)
 """
 
 import time
 
+# First: on a machine without a GPU it switches on the Triton interpreter, which triton
+# reads when it is imported.
+import helion_optuna as ho
+
+# isort: split
 import torch
 import triton
 import triton.language as tl
-
-import helion_optuna as ho
 
 GPU = torch.cuda.is_available()
 

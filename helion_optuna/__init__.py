@@ -6,9 +6,11 @@ to search), ``evaluation`` (compile, check and time one Config in worker process
 the front ends ``decorator``, ``helion`` and ``cli`` use them; ``errors`` serves all.
 """
 
+# First: on a machine without a GPU, the evaluation stage switches on the Triton interpreter
+# when it is imported, before triton is (evaluation/device.py).
+from helion_optuna import evaluation
 from helion_optuna.decorator import autotune
 from helion_optuna.errors import InvalidConfig, StorageError
-from helion_optuna.evaluation import worker
 from helion_optuna.space import (
     Boolean,
     Choice,
@@ -51,4 +53,4 @@ __all__ = [
 
 # Tunings fork their workers from a server that has torch and triton imported: start it now,
 # while the caller's script goes on (evaluation/worker.py, evaluation/forkserver.py).
-worker.warm()
+evaluation.worker.warm()

@@ -90,8 +90,10 @@ class Autotuned:
 
     def run(self, *args: Any, grid: Any, **kwargs: Any) -> None:
         if not isinstance(self.kernel, InterpretedFunction) and not torch.cuda.is_available():
-            raise RuntimeError("no GPU: to run Triton kernels on the CPU, set TRITON_INTERPRET=1 "
-                               "before importing triton")
+            raise RuntimeError(f"no GPU: {self.kernel.__name__} was defined before helion_optuna "
+                               "was imported, as a compiled kernel; import helion_optuna before "
+                               "triton (without a GPU, that switches on the Triton "
+                               "interpreter), or set TRITON_INTERPRET=1")
         key = self._key(args, kwargs)
         if key not in self.best:
             self.tune(args, grid, kwargs)

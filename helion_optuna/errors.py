@@ -23,6 +23,10 @@ class StorageError(HelionOptunaError, RuntimeError):
     holds the results of another cache key)."""
 
 
+class NoStudies(StorageError):
+    """A database without Optuna's tables, opened only to read: it has no studies."""
+
+
 class StudyFileError(HelionOptunaError, ValueError):
     """A study file that cannot be written or read, or whose study cannot be imported."""
 

@@ -1,7 +1,18 @@
+import uuid
+
 import optuna
 import pytest
+import sqlalchemy
 import tuning_script
-from databases import SERVERS, create_run_databases, drop_run_databases
+from databases import (
+    SERVERS,
+    admin,
+    create_run_databases,
+    drop,
+    drop_run_databases,
+    server,
+    server_admin,
+)
 
 import helion_optuna.tuning.tuner
 from helion_optuna.storage.opening import open_storage
@@ -30,7 +41,7 @@ def storage_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/studies.db"
         return
-    url = SERVERS[request.param]
+    url = server(request.param)
     before = {s.study_name for s in open_storage(url).get_all_studies()}
     yield url
     for study in open_storage(url).get_all_studies():
@@ -44,3 +55,17 @@ def instant(monkeypatch):
     monkeypatch.setattr(tuning_script, "EVAL_S", 0.0)
     monkeypatch.setattr(helion_optuna.tuning.tuner, "KernelObjective",
                         tuning_script.InstantObjective)
+
+
+@pytest.fixture(params=["sqlite", *SERVERS])
+def new_database(request, tmp_path):
+    """The URL of a new, empty database: on a server, created for the test, dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/new.db"
+        return
+    admin_url = server_admin(request.param)
+    name = f"helion_optuna_{uuid.uuid4().hex[:8]}"
+    admin(admin_url, f"CREATE DATABASE {name}")
+    yield sqlalchemy.engine.make_url(admin_url).set(database=name).render_as_string(
+        hide_password=False)
+    drop(request.param, admin_url, name)

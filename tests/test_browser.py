@@ -7,22 +7,29 @@ import pytest
 import torch
 import tuning_script
 from dashboard_server import dashboard, get, get_json
+from needs import absent
 
 import helion_optuna as ho
 
-# The dev extra installs it (.ci/run); a machine without it (the GPU machine) skips.
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM} "
-                       "(.ci/run installs it: apt-get install chromium)"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 
 
-def test_a_trial_and_its_kernel_source_in_the_dashboard(tmp_path):
+@pytest.fixture
+def sync_playwright():
+    """Playwright (the dev extra) driving Debian's Chromium; without them the test is
+    skipped (needs.py)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        absent("needs playwright (pip install -e '.[dev]')")
+    if not CHROMIUM.exists():
+        absent(f"needs Chromium at {CHROMIUM} (.ci/run installs it: apt-get install chromium)")
+    return sync_playwright
+
+
+def test_a_trial_and_its_kernel_source_in_the_dashboard(tmp_path, sync_playwright):
     result = ho.tune(tuning_script.launch, (torch.ones(1000),), space=tuning_script.SPACE,
                      reference=lambda x: 2 * x, n_trials=3, sampler="random", seed=0)
     study, config = result.study, result.config

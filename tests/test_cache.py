@@ -101,6 +101,24 @@ def test_the_key_covers_shape_dtype_strides_source_device_and_space(tmp_path, mo
     assert get(thrice.launch, (x,), space) is None  # the kernel's body changed
 
 
+def test_the_source_in_the_key_does_not_depend_on_how_the_kernel_was_made(tmp_path,
+                                                                          monkeypatch):
+    """triton.jit makes the interpreter's InterpretedFunction under TRITON_INTERPRET=1, else a
+    JITFunction (say, a kernel decorated before the interpreter was switched on)."""
+    space = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 256)})
+    x = torch.ones(10)
+    keys = {}
+    for interpret in ("1", "0"):
+        monkeypatch.setenv("TRITON_INTERPRET", interpret)
+        module = load_kernel(tmp_path, f"made_{interpret}", 2)
+        keys[type(module.double).__name__] = LocalAutotuneCache(module.launch, (x,), space).key
+    assert keys.keys() == {"InterpretedFunction", "JITFunction"}
+    assert keys["InterpretedFunction"]["source"] == keys["JITFunction"]["source"]
+    other = load_kernel(tmp_path, "made_other", 3)  # another body: another source
+    assert LocalAutotuneCache(other.launch, (x,), space).key["source"] != keys["JITFunction"][
+        "source"]
+
+
 def test_the_strict_key_also_covers_versions(monkeypatch):
     x, y = args()
     for cache in (LocalAutotuneCache, StrictLocalAutotuneCache):

@@ -1,10 +1,12 @@
 import json
+import sqlite3
 import subprocess
 import sys
 
 import helion
 import optuna
 import pytest
+import sqlalchemy
 import torch
 import tuning_script
 from databases import fresh
@@ -13,6 +15,7 @@ import helion_optuna as ho
 from helion_optuna import Config, LocalAutotuneCache, tune
 from helion_optuna.cli import main
 from helion_optuna.storage.records import EVALUATION
+from helion_optuna.storage.urls import masked
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 ARGS = (torch.ones(1000),)
@@ -120,6 +123,24 @@ def test_best_prints_a_config_that_both_loaders_read(tmp_path, capsys, instant):
     (tmp_path / "best.json").write_text(out)
     assert Config.load(tmp_path / "best.json") == result.config
     assert dict(helion.Config.load(tmp_path / "best.json")) == dict(result.config)
+
+
+def test_commands_that_read_an_empty_database_say_it_has_no_studies_and_change_nothing(
+        new_database, capsys):
+    if new_database.startswith("sqlite"):  # an empty file
+        sqlite3.connect(new_database.removeprefix("sqlite:///")).close()
+    code, out, err = run(capsys, "studies", "--storage", new_database)
+    assert (code, out) == (0, "") and err == f"no studies in {masked(new_database)}\n"
+    code, _, err = run(capsys, "clear-cache", "--all", "--yes", "--storage", new_database)
+    assert code == 0 and err == f"no studies in {masked(new_database)}\n"
+    code, _, err = run(capsys, "best", "--study", "softmax", "--storage", new_database)
+    assert code == 1
+    assert err == (f"helion-optuna best: storage {masked(new_database)} has no studies (it "
+                   "has no Optuna tables; nothing was changed)\n")
+    engine = sqlalchemy.create_engine(new_database)
+    with engine.connect() as connection:
+        assert sqlalchemy.inspect(connection).get_table_names() == []
+    engine.dispose()
 
 
 def test_studies_lists_each_study_with_its_key_counts_and_best_time(tmp_path, capsys,

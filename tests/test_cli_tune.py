@@ -162,6 +162,24 @@ def test_tune_an_autotune_kernel_of_a_script_then_a_worker_finds_it_tuned(script
     assert again == out and len(evaluations(study)) == 3  # finished: nothing more to do
 
 
+@pytest.mark.slow
+def test_a_script_tuned_with_and_without_triton_interpret_is_one_study(script):
+    """Without a GPU the command runs the interpreter by itself: the same tuning, one study."""
+    url = f"sqlite:///{script.parent}/studies.db"
+    tune = [sys.executable, "-m", "helion_optuna", "tune", "kernels.py:launch", "--space",
+            "SPACE", "--inputs", "inputs", "--n-trials", "2", "--storage", url]
+    with_it = subprocess.run(tune, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert with_it.returncode == 0, with_it.stderr
+    without = subprocess.run(tune, capture_output=True, text=True, timeout=600,
+                             env={k: v for k, v in os.environ.items()
+                                  if k != "TRITON_INTERPRET"})
+    assert without.returncode == 0, without.stderr
+    assert study_of(without.stderr) == study_of(with_it.stderr)
+    assert without.stdout == with_it.stdout
+    assert len(optuna.get_all_study_names(url)) == 1
+
+
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
 def test_a_worker_joins_a_tuning_and_they_spend_one_budget(script, storage_url):
     tuning = start("tune", "kernels.py:launch", "--space", "SPACE", "--inputs", "inputs",

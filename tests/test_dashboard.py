@@ -108,6 +108,7 @@ def test_each_evaluated_trial_has_its_kernel_source_and_the_study_a_note(storage
         assert row in note, row
     default = next(t for t in evaluated if t.number == 0)  # the enqueued default config
     assert f"| default config | {default.value:.4f} ms (trial 0" in note
+    assert "faster" not in note and "as fast" not in note  # interpreted: no speed-ups
 
 
 def test_a_failed_config_shows_why_and_its_source(tmp_path):
@@ -167,10 +168,10 @@ def test_a_helion_kernel_s_source_is_helions_triton_code(tmp_path):
 
 def test_the_artifacts_directory(tmp_path, monkeypatch):
     assert artifact_dir(default_storage_url()) == (
-        tmp_path / "cache" / "helion_optuna" / "artifacts")
+        tmp_path / "cache" / "helion-optuna" / "artifacts")
     assert artifact_dir(f"sqlite:///{tmp_path}/x/s.db") == tmp_path / "x" / "artifacts"
     assert artifact_dir("postgresql://u@h/db") == (
-        tmp_path / "cache" / "helion_optuna" / "artifacts")
+        tmp_path / "cache" / "helion-optuna" / "artifacts")
     monkeypatch.setenv("HELION_OPTUNA_ARTIFACTS", str(tmp_path / "mine"))
     assert artifact_dir("postgresql://u@h/db") == tmp_path / "mine"
 

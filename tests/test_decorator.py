@@ -67,19 +67,22 @@ def test_bad_key_and_space():
         autotune(ConfigSpace({"l2_groupings": ListOf(PowerOfTwo(1, 8), 1)}))(scale)
 
 
-def test_without_gpu_or_interpreter_a_clear_error(tmp_path):
+def test_a_kernel_defined_before_the_interpreter_was_switched_on_is_a_clear_error(tmp_path):
+    """Without a GPU, ``import helion_optuna`` switches the interpreter on; a kernel that
+    triton.jit made before that is a compiled one, which cannot run here."""
     import os
     import subprocess
     import sys
 
-    code = ("import torch, triton, triton.language as tl, helion_optuna as ho\n"
-            "@ho.autotune([triton.Config({'B': 16})])\n@triton.jit\n"
-            "def k(x, B: tl.constexpr):\n    pass\n"
-            "k[(1,)](torch.zeros(4))\n")
+    code = ("import torch, triton, triton.language as tl\n"
+            "@triton.jit\ndef k(x, B: tl.constexpr):\n    pass\n"
+            "import helion_optuna as ho\n"
+            "ho.autotune([triton.Config({'B': 16})])(k)[(1,)](torch.zeros(4))\n")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     (tmp_path / "script.py").write_text(code)
     out = subprocess.run([sys.executable, str(tmp_path / "script.py")], env=env,
                          capture_output=True, text=True, timeout=120)
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    assert "set TRITON_INTERPRET=1 before importing triton" in out.stderr
+    assert ("no GPU: k was defined before helion_optuna was imported, as a compiled kernel; "
+            "import helion_optuna before triton" in out.stderr)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from databases import SERVERS
+from databases import server
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -213,12 +213,12 @@ def test_resumed_in_a_new_process_continues_the_generations(tmp_path):
     assert sampler.population(copy) == sampler.population(study)
 
 
-@pytest.mark.parametrize("url", ["sqlite", SERVERS["postgresql"]])
+@pytest.mark.parametrize("url", ["sqlite", "postgresql"])
 def test_two_processes_evolve_one_population(url, tmp_path):
     if url == "sqlite":
         url = f"sqlite:///{tmp_path / 'de.db'}"
     else:
-        pytest.importorskip("psycopg2")
+        url = server("postgresql")
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name="de", storage=url)
     optuna.create_study(study_name="de", storage=url)

@@ -23,14 +23,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU")
 
 
-@pytest.fixture(autouse=True)
-def _exp_without_libdevice(monkeypatch):
-    """The Triton interpreter has no libdevice: inductor's fast math lowers exp to tl.exp."""
-    monkeypatch.setenv("TORCHINDUCTOR_USE_FAST_MATH", "1")  # for the workers
-    with torch._inductor.config.patch(use_fast_math=True):
-        yield
-
-
 # Module attributes are the kernels, not their functions: functions travel to the workers by
 # value, as those of a script's __main__ do (add, from a module, travels by reference).
 @helion.kernel

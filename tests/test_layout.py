@@ -47,8 +47,6 @@ NOT_RECORDS = {
         (3, "the field of a space made of a list of configs (its index; in cache keys)"),
     ("helion_optuna/storage/fingerprint.py", records.CONFIG):
         (1, "how a cache key describes a Config argument (in cache keys)"),
-    ("helion_optuna/storage/fingerprint.py", records.CACHE_KEY):
-        (1, "the attribute of a compiled Triton kernel"),
     ("helion_optuna/tuning/search.py", records.CONFIG): (1, "the unit of the progress bar"),
     ("helion_optuna/storage/study_note.py", records.SAMPLER): (1, "a row of the note's table"),
     ("helion_optuna/cli/command.py", records.FINISHED):

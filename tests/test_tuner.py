@@ -1,3 +1,4 @@
+import json
 import math
 import pickle
 import subprocess
@@ -9,10 +10,13 @@ import failing_kernel as fk
 import optuna
 import pytest
 import torch
+import tuning_script
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
+import helion_optuna as ho
 from helion_optuna import Config, KernelObjective, tune
+from helion_optuna.tuning import search
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,6 +125,59 @@ def test_a_script_without_main_guard_tunes(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("SCRIPT BODY RAN") == 1
     assert "BEST" in out.stdout
+
+
+SMALL_SPACE_SCRIPT = textwrap.dedent("""
+    import json
+    import torch, triton, triton.language as tl
+    import helion_optuna as ho
+
+    @triton.jit
+    def scale(x, out, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(out + offs, tl.load(x + offs, mask=offs < n) * 2, mask=offs < n)
+
+    def launch(config, x):
+        out = torch.empty_like(x)
+        scale[(triton.cdiv(x.numel(), config["BLOCK"]),)](x, out, x.numel(),
+                                                           BLOCK=config["BLOCK"],
+                                                           num_warps=config.num_warps)
+        return out
+
+    space = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 256), "num_warps": ho.PowerOfTwo(1, 8)})
+    assert space.size() == 20
+    result = ho.tune(launch, (torch.randn(1000),), space=space, effort="quick")
+    trials = result.study.trials
+    print(json.dumps({"trials": len(trials),
+                      "repeats": sum("duplicate_of" in t.user_attrs for t in trials)}))
+""")
+
+
+@pytest.mark.slow
+def test_a_small_space_at_effort_quick_does_not_flood_the_study(tmp_path):
+    """20 configs against quick's 120: the tuning ends once the sampler has little new to
+    offer, with at most as many repeats (told their config's result for free) as
+    evaluations, not with a thousand of them."""
+    (tmp_path / "small.py").write_text(SMALL_SPACE_SCRIPT)
+    out = subprocess.run([sys.executable, "small.py"], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    counts = json.loads(out.stdout.splitlines()[-1])
+    evaluations = counts["trials"] - counts["repeats"]
+    assert 0 < evaluations <= 20
+    assert counts["repeats"] <= max(evaluations, search.MIN_REPEATS), counts
+
+
+def test_a_tuning_that_has_evaluated_the_whole_space_ends(instant):
+    space = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(16, 32), "UNROLL": ho.Integer(0, 1),
+                            "num_warps": ho.PowerOfTwo(1, 1)})
+    result = tune(tuning_script.launch, (torch.ones(100),), space=space, n_trials=100,
+                  sampler="random", seed=0)
+    trials = result.study.trials
+    evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len({t.user_attrs["config"] for t in evaluated}) == len(evaluated) == 4
+    # the last trial evaluated the last config: no trial after the space was exhausted
+    assert "duplicate_of" not in trials[-1].user_attrs
 
 
 def test_configs_the_space_rejects_are_not_counted():

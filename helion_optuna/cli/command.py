@@ -14,20 +14,26 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from helion_optuna.cli import dashboard, gpu_workers, plots
 from helion_optuna.cli.job import Job, Tuning, joined
-from helion_optuna.errors import HelionOptunaError, TuningError
+from helion_optuna.errors import HelionOptunaError, NoStudies, TuningError
 from helion_optuna.space import Config
 from helion_optuna.storage import artifacts, fingerprint, internals, records
-from helion_optuna.storage.opening import label, open_storage, study_id
+from helion_optuna.storage.opening import default_storage_url, label, open_storage, study_id
 from helion_optuna.storage.study_file import export_study, import_study
+from helion_optuna.storage.urls import masked
 from helion_optuna.tuning.tuner import EFFORTS, SAMPLERS
 
 
 def studies(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage, create=False)
+    storage = _read_only(args.storage)
+    if storage is None or not storage.get_all_studies():
+        print(f"no studies in {masked(args.storage or default_storage_url())}",
+              file=sys.stderr)
+        return 0
     rows = [("study", "kernel", "device", "arguments", "trials", "evaluated", "failed",
              "best ms", "finished")]
     for study in storage.get_all_studies():
@@ -100,12 +106,16 @@ def clear_cache(args: argparse.Namespace) -> int:
         print("helion-optuna clear-cache: give --study NAME (once or more) or --all",
               file=sys.stderr)
         return 2
-    storage = open_storage(args.storage, create=False)
-    names = args.study or [s.study_name for s in storage.get_all_studies()]
+    if args.study:
+        storage, names = open_storage(args.storage, create=False), args.study
+    else:
+        storage = _read_only(args.storage)
+        names = [s.study_name for s in storage.get_all_studies()] if storage else []
     for name in names:
         study_id(storage, name)  # all exist, or nothing is deleted
     if not names:
-        print(f"no studies in {label(storage)}", file=sys.stderr)
+        print(f"no studies in {masked(args.storage or default_storage_url())}",
+              file=sys.stderr)
         return 0
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     if not args.yes and not _confirmed(f"delete {len(names)} studies ({shown}) and their "
@@ -118,6 +128,15 @@ def clear_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_only(storage: str | None) -> BaseStorage | None:
+    """The storage, opened to read; None for a database without Optuna's tables (it has no
+    studies)."""
+    try:
+        return open_storage(storage, create=False)
+    except NoStudies:
+        return None
+
+
 def _confirmed(question: str) -> bool:
     """The answer to a yes/no question on stderr; no answer (end of input) is no."""
     print(question, end="", file=sys.stderr, flush=True)
@@ -128,11 +147,14 @@ def tune(args: argparse.Namespace) -> int:
     if (args.rtol is None) != (args.atol is None):
         print("helion-optuna tune: give --rtol and --atol together", file=sys.stderr)
         return 2
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
     tuning = Tuning(Job(args.target, args.inputs, args.space, args.effort, args.sampler,
                         args.n_trials, args.timeout, args.reference, args.rtol, args.atol),
                     args.storage)
+    if tuning.is_hit():
+        print(f"{args.target}: a cache hit, study {tuning.study_name!r}: tuned before with at "
+              "least this budget, nothing is compiled or timed", file=sys.stderr)
+        return _tuned(tuning, None)
     tuning.record()
     print(f"tuning {args.target} in study {tuning.study_name!r}; other processes join with: "
           f"helion-optuna worker --study {tuning.study_name} (and this storage)",
@@ -141,7 +163,6 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
     return _tuned(joined(args.storage, args.study), devices)
 
@@ -245,7 +266,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                                        "help": "where the trials' kernel sources are "
                                                "(default: HELION_OPTUNA_ARTIFACTS, else "
                                                "'artifacts' beside an SQLite storage's file, "
-                                               "else <HELION_CACHE_DIR>/helion_optuna/"
+                                               "else <HELION_CACHE_DIR>/helion-optuna/"
                                                "artifacts)"})]),
     "plot": (plot, "draw a study's optimization history, parameter importances and time of "
                    "each config by sampler into an HTML page or a PNG image",
@@ -286,6 +307,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each command says what it did
     try:
         return args.run(args)
     except (HelionOptunaError, OSError) as e:

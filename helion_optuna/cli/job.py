@@ -51,7 +51,8 @@ from helion_optuna.tuning import tuner
 __all__ = ["Job", "JobError", "Tuning", "import_target", "joined"]
 
 #: A job's tuning in this process: its cache entry, the call that tunes, the config to show.
-_Plan = tuple[LocalAutotuneCache, Callable[[], "tuner.TuneResult"], Callable[[Config], Config]]
+_Plan = tuple[LocalAutotuneCache, Callable[[], "tuner.TuneResult"], Callable[[Config], Config],
+              float | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,12 +116,17 @@ class Tuning:
         inputs = _attribute(module, job.inputs, "--inputs")
         space = job.space and _attribute(module, job.space, "--space")
         reference = job.reference and _attribute(module, job.reference, "--reference")
-        self.cache, self._run, self._shown = _plan(job, self.storage_url, kernel, inputs,
-                                                   space, reference)
+        self.cache, self._run, self._shown, self._budget = _plan(
+            job, self.storage_url, kernel, inputs, space, reference)
 
     @property
     def study_name(self) -> str:
         return self.cache.study_name
+
+    def is_hit(self) -> bool:
+        """Whether the study holds the result of a tuning of at least this budget: a run
+        returns it without compiling or timing anything."""
+        return self._budget is not None and self.cache.lookup(self._budget) is not None
 
     def record(self) -> None:
         """Create the study if needed and record the job there (the latest job wins: it is
@@ -249,7 +255,8 @@ def _plan(job: Job, storage: str, kernel: Any, inputs: Any, space: Any,
     args = _made(inputs, job.inputs)
     cache = cache_entry("loose", kernel, args, space, storage)
     return cache, lambda: tuner.tune(kernel, args, space=space, reference=reference,
-                                     cache=cache, storage=storage, **options), _same
+                                     cache=cache, storage=storage, **options), _same, _budget(
+        options.get("effort", "quick"), options)
 
 
 def _autotuned(kernel: Autotuned, made: tuple, reference: Any, storage: str,
@@ -260,7 +267,8 @@ def _autotuned(kernel: Autotuned, made: tuple, reference: Any, storage: str,
     kernel.options = {**kernel.options, **options}
     kernel.reference = reference or kernel.reference
     # _chosen: of a space made of a list of configs, the config that the tuned index names.
-    return kernel.cache_for(args, grid), lambda: kernel.tune(args, grid), kernel._chosen
+    return (kernel.cache_for(args, grid), lambda: kernel.tune(args, grid), kernel._chosen,
+            _budget(kernel.options["effort"], kernel.options))
 
 
 def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
@@ -271,7 +279,8 @@ def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
     cache = ho_helion.cache_for(kernel, args, ho_helion.space_for(kernel.bind(args)),
                                  "loose", storage, None)
     return cache, lambda: ho_helion.tune(kernel, args, reference=reference, cache=cache,
-                                         storage=storage, **options), _same
+                                         storage=storage, **options), _same, _budget(
+        options.get("effort") or kernel.settings.autotune_effort, options)
 
 
 def _made(inputs: Any, name: str, with_grid: bool = False) -> Any:
@@ -302,6 +311,15 @@ def _shape(value: Any) -> str:
 def _is_helion(kernel: Any) -> bool:
     helion = sys.modules.get("helion")  # imported by a script that defines a Helion kernel
     return helion is not None and isinstance(kernel, helion.Kernel)
+
+
+def _budget(effort: str, options: dict[str, Any]) -> float | None:
+    """The evaluations of a tuning of ``effort`` with ``options`` (n_trials and timeout
+    replace the effort's); None for effort "none" (the default config, no study)."""
+    n_trials, timeout = options.get("n_trials"), options.get("timeout")
+    if effort == "none" and n_trials is None:
+        return None
+    return tuner.budget_of(effort, n_trials, timeout)[0]
 
 
 def _same(config: Config) -> Config:

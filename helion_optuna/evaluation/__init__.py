@@ -8,7 +8,10 @@ artifact shows, ``device`` where kernels run.
 Nothing here opens a storage or writes a record: the tuning stage records Results.
 """
 
-from helion_optuna.evaluation.device import interpreting
+from helion_optuna.evaluation.device import interpreting, switch_on_without_gpu
+
+switch_on_without_gpu()  # before anything of triton is imported (device.py says why)
+
 from helion_optuna.evaluation.evaluator import Evaluator
 from helion_optuna.evaluation.messages import Result
 

@@ -1,12 +1,24 @@
 """Where kernels run: a GPU, or the Triton interpreter on the CPU (``TRITON_INTERPRET=1``).
 
-Without a GPU, workers run kernels through the interpreter: results are still checked, times
-mean nothing. The device is part of a cache key (fingerprint.py).
+Without a GPU, kernels run through the interpreter: results are still checked, times mean
+nothing. The device is part of a cache key (fingerprint.py).
+
+Triton reads TRITON_INTERPRET when ``@triton.jit`` decorates a function, and so decides for
+the functions of its own library (``tl.sum``, ``tl.max``, ``tl.cdiv``, ...) when triton is
+imported, and for a user's kernel when it is defined. ``import helion_optuna`` therefore
+switches the interpreter on where this machine has no GPU (:func:`switch_on_without_gpu`),
+before anything of triton is imported: a script that imports helion_optuna before triton
+runs through the interpreter by itself. A script that imports triton first gets interpreted
+kernels (those defined after the import of helion_optuna) and a triton library that is not:
+tunings work (their workers import triton anew), but a kernel that calls the library cannot
+run in the script's own process; a warning says so.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import warnings
 
 #: The device of kernels run by the Triton interpreter.
@@ -16,6 +28,40 @@ INTERPRETER = "cpu (triton interpreter)"
 def interpreting() -> bool:
     """True when kernels run through the Triton interpreter (no GPU): times mean nothing."""
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+#: Whether the interpreter was switched on after triton was imported (its library is not
+#: interpreted in this process: forkserver.py does not fork workers from it).
+switched_late = False
+
+
+def switch_on_without_gpu() -> None:
+    """At ``import helion_optuna``: where this machine has no GPU (torch's CPU build, or no
+    CUDA driver), switch the interpreter on, without starting CUDA's driver (a process that
+    started it cannot be forked: forkserver.py); warn if triton was imported before."""
+    global switched_late
+    import torch
+
+    if interpreting() or ((torch.version.cuda or torch.version.hip) and _cuda_driver()):
+        return
+    os.environ["TRITON_INTERPRET"] = "1"
+    if "triton" in sys.modules:
+        switched_late = True
+        warnings.warn("no GPU: helion_optuna switched on the Triton interpreter "
+                      "(TRITON_INTERPRET=1), but triton was imported before helion_optuna: "
+                      "only the kernels defined from now on are interpreted, and not triton's "
+                      "library functions (tl.sum, tl.max, tl.cdiv, ...), so a kernel that "
+                      "calls them is tuned, but cannot run in this process. Import "
+                      "helion_optuna before triton, or set TRITON_INTERPRET=1.", stacklevel=3)
+
+
+def _cuda_driver() -> bool:
+    """Whether CUDA's driver library can be loaded (loading it starts nothing)."""
+    try:
+        ctypes.CDLL("libcuda.so.1", mode=os.RTLD_LAZY)
+    except OSError:
+        return False
+    return True
 
 
 def interpret_without_gpu() -> None:

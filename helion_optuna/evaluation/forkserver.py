@@ -30,6 +30,8 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 
+from helion_optuna.evaluation import device
+
 _MAX_MESSAGE = 1 << 20
 #: Prefixes of the variables that modules may read when they are imported.
 _IMPORT_TIME = ("TRITON_INTERPRET", "TORCHINDUCTOR_", "TORCH_", "PYTORCH_", "PYTHON")
@@ -48,7 +50,7 @@ class ForkServer:
                 ours.close()
                 _serve(theirs, preload)
         else:
-            path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+            path = os.pathsep.join(_import_path())
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", f"from {__name__} import serve; serve()",
                  str(theirs.fileno()), *preload],
@@ -141,9 +143,10 @@ def _close_all() -> None:
 
 def _can_fork() -> bool:
     """Whether this process can be the server's template: torch imported, CUDA's driver not
-    started (a forked child cannot use it) and no other thread (one might hold a lock at the
-    fork)."""
-    return threading.active_count() == 1 and "torch" in sys.modules and not cuda_started()
+    started (a forked child cannot use it), no other thread (one might hold a lock at the
+    fork), and triton, if imported, imported as the interpreter is now (device.py)."""
+    return (threading.active_count() == 1 and "torch" in sys.modules and not cuda_started()
+            and not device.switched_late)
 
 
 def cuda_started() -> bool:
@@ -156,6 +159,18 @@ def cuda_started() -> bool:
     except OSError:
         return False
     return cuda.cuDeviceGetCount(ctypes.byref(ctypes.c_int())) != 3
+
+
+def _import_path() -> list[str]:
+    """A spawned server's PYTHONPATH: whatever the caller can import, the server can. This
+    package's folder comes first where the caller's path lacks it (an editable install finds
+    the package after searching the path): else a folder named like the package on the path
+    (in the current directory, say) would be imported instead."""
+    path = [p for p in sys.path if p and os.path.isdir(p)]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    if root not in map(os.path.realpath, path):
+        path.insert(0, root)
+    return path
 
 
 def _import_time(environ: Mapping[str, str]) -> dict[str, str]:

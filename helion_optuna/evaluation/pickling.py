@@ -3,8 +3,11 @@
 Workers never import the user's ``__main__`` (that would re-run a tuning script without an
 ``if __name__ == "__main__":`` guard), so functions defined there travel by value, through
 cloudpickle. A ``@triton.jit`` kernel travels as its Python function, its options and the
-source lines of its file, and is rebuilt with ``triton.jit`` on the other side (Triton reads
-the kernel's source through ``inspect``, which the shipped lines make work anywhere).
+source lines of its file, and is rebuilt with ``triton.jit`` on the other side. Triton reads
+the kernel's source through ``inspect`` (to compile it, to rewrite it for the interpreter;
+and so does a trial's artifact, kernel_source.py), which the shipped lines and the
+function's file name make work anywhere: cloudpickle renames the file of a function sent by
+value ``<dynamic-code>``, so the name is put back.
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ def _reduce_kernel(kernel: Any) -> tuple:
 def _rebuild_kernel(fn: Any, filename: str, lines: list[str], options: dict) -> Any:
     import triton
 
-    restore_source(filename, lines)
+    restore_source(fn, filename, lines)
     return triton.jit(fn, **{k: v for k, v in options.items() if v is not None})
 
 
-def restore_source(filename: str, lines: list[str]) -> None:
-    """Make ``inspect`` find the shipped source lines of ``filename`` in this process."""
+def restore_source(fn: Any, filename: str, lines: list[str]) -> None:
+    """Make ``inspect`` find the source of ``fn``, defined in ``filename`` whose lines are
+    ``lines``, in this process."""
+    fn.__code__ = fn.__code__.replace(co_filename=filename)
     if lines:
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import linecache
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,22 @@ from typing import Any
 import helion
 from helion.runtime.settings import default_autotuner_fn
 
+from helion_optuna.evaluation.device import interpreting
 from helion_optuna.evaluation.pickling import restore_source
 
+
+def _fast_math_under_the_interpreter() -> None:
+    """Under the Triton interpreter, the code that Helion generates (through inductor) for
+    ``exp``, ``softmax`` and the like runs only with inductor's fast math: its libdevice
+    calls are missing there. Switch it on, unless the user chose otherwise: for the fork
+    server (which reads the environment variable) and here (Helion has read it already)."""
+    import torch._inductor.config
+
+    if interpreting() and os.environ.setdefault("TORCHINDUCTOR_USE_FAST_MATH", "1") == "1":
+        torch._inductor.config.use_fast_math = True
+
+
+_fast_math_under_the_interpreter()
 
 class HelionLaunch:
     """``launch(config, *args)`` for the tuner: runs the Helion kernel compiled for ``config``.
@@ -59,7 +74,5 @@ class HelionLaunch:
 
 def _rebuild_launch(fn: Callable, filename: str, lines: list[str],
                     settings: helion.Settings) -> HelionLaunch:
-    restore_source(filename, lines)
-    # cloudpickle names the file of a function sent by value "<dynamic-code>".
-    fn.__code__ = fn.__code__.replace(co_filename=filename)
+    restore_source(fn, filename, lines)
     return HelionLaunch(helion.kernel(fn, settings=settings))

@@ -5,8 +5,8 @@ content in an artifact store; ours is a FileSystemArtifactStore, a local directo
 
 - ``HELION_OPTUNA_ARTIFACTS`` if set;
 - else, for a storage in an SQLite file, ``artifacts`` beside that file (for the default
-  storage: ``<HELION_CACHE_DIR>/helion_optuna/artifacts``);
-- else (PostgreSQL, MySQL) ``<HELION_CACHE_DIR>/helion_optuna/artifacts`` of this machine:
+  storage: ``<HELION_CACHE_DIR>/helion-optuna/artifacts``);
+- else (PostgreSQL, MySQL) ``<HELION_CACHE_DIR>/helion-optuna/artifacts`` of this machine:
   machines that share a database each keep the sources of the trials they evaluated, and a
   dashboard shows those of its own machine (or of the directory given to it).
 
@@ -29,7 +29,7 @@ from optuna.storages import BaseStorage
 
 from helion_optuna.storage import internals
 from helion_optuna.storage.records import SOURCE_FILENAME, SOURCE_MIMETYPE
-from helion_optuna.storage.urls import cache_home
+from helion_optuna.storage.urls import cache_folder
 
 __all__ = ["SOURCE_FILENAME", "artifact_dir", "delete_study", "store_for", "upload_source"]
 
@@ -44,7 +44,7 @@ def artifact_dir(storage_url: str) -> Path:
     url = sqlalchemy.engine.make_url(storage_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return Path(url.database).absolute().parent / "artifacts"
-    return cache_home() / "helion_optuna" / "artifacts"
+    return cache_folder() / "artifacts"
 
 
 def store_for(storage: BaseStorage | None) -> FileSystemArtifactStore | None:

@@ -3,9 +3,11 @@
 The loose key covers the kernel's source, the device, the specialization of the arguments and
 the space; the strict key adds the versions of the software that compiles and tunes. The
 kernel's source is that of the launch function and of the Triton and Helion kernels it names
-(through its globals, its closure or, for a ``functools.partial``, its arguments); a Triton
-kernel's ``cache_key`` also covers the ``@triton.jit`` functions it calls. Helpers the launch
-function calls are not part of it.
+(through its globals, its closure or, for a ``functools.partial``, its arguments), and of the
+kernels that those name (a Triton kernel's ``@triton.jit`` callees). A kernel counts by its
+Python source, however its object was made: ``triton.jit`` makes a JITFunction, or under
+``TRITON_INTERPRET=1`` the interpreter's InterpretedFunction, and both are one kernel.
+Helpers the launch function calls are not part of it.
 
 A key is ``{"kernel": name, "source": digest, "device": ..., "arguments": [...], "space":
 {...}}`` (plus ``versions`` when strict, and what a front end adds, e.g. ``helion``): the
@@ -139,13 +141,10 @@ def _collect(obj: Any, names: list[str], parts: list[str], seen: set[int]) -> No
                 _collect(arg, names, parts, seen)
             else:
                 parts.append(json.dumps(describe(arg), sort_keys=True))
-    elif _is_kernel(obj):
+    elif _is_kernel(obj):  # its source and the kernels it names
         fn = getattr(obj, "fn", obj)
         names.append(fn.__name__)
-        if getattr(obj, "cache_key", None):  # a compiled Triton kernel: with its callees
-            parts.append(obj.cache_key)
-        else:  # the interpreter's or Helion's: its source and the kernels it names
-            _collect(fn, names, parts, seen)
+        _collect(fn, names, parts, seen)
     elif isinstance(obj, types.FunctionType):
         parts.append(_source(obj))
         for value in _referenced(obj):

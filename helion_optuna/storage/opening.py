@@ -28,7 +28,7 @@ import sqlalchemy
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage
 
-from helion_optuna.errors import StorageError
+from helion_optuna.errors import NoStudies, StorageError
 from helion_optuna.storage import internals, sql
 from helion_optuna.storage.batched_storage import BatchedStorage
 from helion_optuna.storage.urls import default_storage_url, engine_kwargs, masked, parsed, reason
@@ -110,7 +110,9 @@ def _rdb_storage(url: str, create: bool) -> RDBStorage:
     dialect = dialect_url.get_backend_name()
     if not create and dialect == "sqlite" and not Path(dialect_url.database or "").is_file():
         raise StorageError(f"storage {masked(url)}: no such database file")
-    sql.check_schema(url)
+    if not sql.check_schema(url) and not create:
+        raise NoStudies(f"storage {masked(url)} has no studies (it has no Optuna tables; "
+                        "nothing was changed)")
     for attempt in range(3):
         try:
             with warnings.catch_warnings():

@@ -59,20 +59,21 @@ def connect(url: str) -> sqlalchemy.engine.Connection:
         raise StorageError(f"storage {masked(url)}: {reason(e)}") from e
 
 
-def check_schema(url: str) -> None:
-    """Refuse a database whose tables another Optuna version made, before RDBStorage, which
-    would first add the tables it lacks (a corrupt or unreachable one: StorageError too)."""
+def check_schema(url: str) -> bool:
+    """Whether the database has Optuna's tables. Refuse one whose tables another Optuna
+    version made, before RDBStorage, which would first add the tables it lacks (a corrupt or
+    unreachable one: StorageError too)."""
     try:
         with connect(url) as connection:
             if not sqlalchemy.inspect(connection).has_table("alembic_version"):
-                return  # a new database
+                return False  # a new database
             revisions = connection.exec_driver_sql(
                 "SELECT version_num FROM alembic_version").scalars().all()
     except sqlalchemy.exc.SQLAlchemyError as e:
         raise StorageError(f"storage {masked(url)}: {reason(e)}") from e
     head, known = schema_revisions()
     if head is None or revisions == [head]:
-        return  # this Optuna's schema, or unknown here: RDBStorage checks it
+        return True  # this Optuna's schema, or unknown here: RDBStorage checks it
     advice = ("`optuna storage upgrade --storage URL` upgrades it" if set(revisions) <= known
               else "a newer Optuna made it")
     raise StorageError(f"storage {masked(url)}: its tables have the schema of another Optuna "

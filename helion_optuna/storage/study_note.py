@@ -39,6 +39,8 @@ def text(study: optuna.Study, *, effort: str, budget: float, seconds: float, sam
     evaluated = [t for t in study.get_trials(deepcopy=False) if records.is_evaluation(t)]
     failed = sum(t.state == TrialState.FAIL for t in evaluated)
     best_ms = records.best_ms_of(attrs)
+    # Interpreted times mean nothing: no speed-ups from them.
+    timed_ms = None if summary.device == INTERPRETER else best_ms
     limits = [f"{budget:g} configs" if math.isfinite(budget) else "",
               f"{seconds:g} s" if math.isfinite(seconds) else ""]
     rows = [("kernel", summary.kernel),
@@ -49,8 +51,8 @@ def text(study: optuna.Study, *, effort: str, budget: float, seconds: float, sam
             ("evaluations", f"{len(evaluated)} configs, {failed} failed"),
             ("best time", "-" if best_ms is None else
              f"{best_ms:.4f} ms (median of the leaders timed again, interleaved)"),
-            ("default config", _compared(evaluated, default, best_ms)),
-            ("reference", _reference(records.reference_ms_of(attrs), best_ms))]
+            ("default config", _compared(evaluated, default, timed_ms)),
+            ("reference", _reference(records.reference_ms_of(attrs), timed_ms))]
     title = study.study_name if summary.kernel == "-" else summary.kernel
     lines = [f"## {title}", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]

@@ -32,13 +32,23 @@ def cache_home() -> Path:
     return Path(cache)
 
 
+def cache_folder() -> Path:
+    """``<cache>/helion-optuna``, where <cache> is :func:`cache_home`. Its name is not a
+    Python identifier: where the cache directory is one that Python searches for modules (the
+    script's own folder, say), a folder named like the package would be imported in its
+    stead. The folder of a cache made before, named ``helion_optuna``, is used where it
+    exists, so that its studies are still found."""
+    earlier = cache_home() / "helion_optuna"
+    return earlier if (earlier / "studies.db").is_file() else cache_home() / "helion-optuna"
+
+
 def default_storage_url() -> str:
-    """``HELION_OPTUNA_STORAGE``, else the SQLite file ``<cache>/helion_optuna/studies.db``,
-    where <cache> is ``HELION_CACHE_DIR`` or torch's cache directory."""
+    """``HELION_OPTUNA_STORAGE``, else the SQLite file ``studies.db`` in
+    :func:`cache_folder`."""
     url = os.environ.get("HELION_OPTUNA_STORAGE")
     if url:
         return url
-    path = cache_home() / "helion_optuna" / "studies.db"
+    path = cache_folder() / "studies.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 

@@ -5,7 +5,10 @@ timed, so compilation keeps every core busy while the GPU times configs one at a
 config that the study has already evaluated (a sampler may propose it again) is told its
 earlier result and does not count against the budget; one that the space's constraint
 rejects ends PRUNED without compiling. Processes that search one study share its budget and
-never evaluate a config twice (shared_study.py).
+never evaluate a config twice (shared_study.py). The search ends before its budget once every
+config of the space has been evaluated or rejected, or once the sampler keeps proposing
+configs seen before (MIN_REPEATS): each repeat is a trial in the study, and one that tells
+the sampler nothing new.
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ from helion_optuna.storage.opening import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, 
 from helion_optuna.tuning.objective import record
 from helion_optuna.tuning.shared_study import SharedStudy, process_name
 
-#: Proposals in a row of configs already evaluated or rejected by the space, after which the
-#: search ends: the sampler has nothing new to offer (a small space, fully explored).
-MAX_REPEATS = 1000
+#: Proposals in a row that were not evaluated (repeats, configs the space rejects), after which
+#: the search ends: the sampler has nothing to offer that the space allows.
+MAX_IDLE = 1000
+#: The search ends once its proposals of configs seen before (evaluated, being evaluated, or
+#: rejected) are as many as the study's evaluations, or this many while they are fewer: a
+#: sampler that repeats itself that often has little new to offer (a small space, a
+#: converged search). The floor leaves room for a sampler's first, random proposals (DE's
+#: first population, TPE's startup trials), which repeat often in a small space.
+MIN_REPEATS = 20
 #: Seconds between two looks at the study while only other processes' evaluations run.
 POLL_S = 0.25
 
@@ -60,7 +69,10 @@ class _Search:
         self.running: dict[Future, optuna.Trial] = {}
         self.waiting: dict[str, list[optuna.Trial]] = {}  # repeats of configs being evaluated
         self.open_trials: dict[int, optuna.Trial] = {}  # this process's unfinished trials
-        self.repeats = 0  # proposals in a row that were not evaluated
+        self.idle = 0  # proposals in a row that were not evaluated
+        self.repeats = 0  # proposals of configs seen before
+        self.rejected: set[str] = set()  # configs that the space rejected here
+        self.size = objective.space.size()
         self.evaluated = False
         self.ended = shared.recorded_choice(budget) is not None  # by another process
         self.sampler = type(self.study.sampler).__name__  # recorded with each trial
@@ -99,8 +111,10 @@ class _Search:
             self._tell_repeats(final=True)
 
     def _stopped(self) -> bool:
-        return (self.ended or time.monotonic() >= self.deadline
-                or self.repeats >= MAX_REPEATS)
+        shared = self.shared
+        return (self.ended or time.monotonic() >= self.deadline or self.idle >= MAX_IDLE
+                or self.repeats >= max(shared.evaluations, MIN_REPEATS)
+                or len(shared.known) + len(shared.running) + len(self.rejected) >= self.size)
 
     def _waits_for_others(self) -> bool:
         return bool(self.waiting) or len(self.shared.running) > len(self.running)
@@ -112,11 +126,13 @@ class _Search:
         self.open_trials[trial.number] = trial
         records.set_sampler(trial, self.sampler)
         config = self.objective.space.suggest(trial)
+        key = records.config_key(config)
         if not self.objective.space.allows(config):  # rejected before compiling: not counted
-            self.repeats += 1
+            self.idle += 1
+            self.repeats += key in self.rejected
+            self.rejected.add(key)
             self.tell(trial, state=TrialState.PRUNED, failure=records.REJECTED)
             return
-        key = records.config_key(config)
         decision = self.shared.decide(trial, key, self.budget)
         if decision is False:  # another process took the last evaluation
             self.tell(trial, state=TrialState.PRUNED, failure=records.OVER_BUDGET)
@@ -126,8 +142,9 @@ class _Search:
                 records.mark_evaluation(trial, process_name())
                 internals.flush(trial)
                 self.running[self.objective.submit(config)] = trial
-                self.repeats, self.evaluated = 0, True
+                self.idle, self.evaluated = 0, True
             else:
+                self.idle += 1
                 self.repeats += 1
                 records.set_duplicate_of(trial, decision.number)
                 if decision.state.is_finished():

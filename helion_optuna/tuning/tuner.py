@@ -120,12 +120,7 @@ def tune(
     With ``cache=None`` the study is ``study_name`` in ``storage``, in memory if neither is
     given. Processes that run the same call on one storage tune together (shared_study.py).
     """
-    if effort not in EFFORTS:
-        raise ValueError(f"effort: {effort!r} is not one of {', '.join(EFFORTS)}")
-    budget, seconds = EFFORTS[effort]
-    if n_trials is not None or timeout is not None:  # replaces the effort's budget
-        budget = math.inf if n_trials is None else n_trials
-        seconds = math.inf if timeout is None else timeout
+    budget, seconds = budget_of(effort, n_trials, timeout)
     chosen_sampler = make_sampler(sampler, seed)
     evaluation = dict(reference=reference, space=space, rtol=rtol, atol=atol,
                       timeout_s=timeout_s)
@@ -159,6 +154,18 @@ def tune(
     study_note.write(study, effort=given, budget=budget, seconds=seconds,
                      sampler=type(chosen_sampler).__name__, default=default)
     return TuneResult(config, chosen.ms, lambda: study, interpreting())
+
+
+def budget_of(effort: str, n_trials: int | None = None,
+              timeout: float | None = None) -> tuple[float, float]:
+    """The evaluations and seconds of a tuning: the effort's (EFFORTS), or ``n_trials`` and
+    ``timeout``, which replace it."""
+    if effort not in EFFORTS:
+        raise ValueError(f"effort: {effort!r} is not one of {', '.join(EFFORTS)}")
+    if n_trials is None and timeout is None:
+        return EFFORTS[effort]
+    return (math.inf if n_trials is None else n_trials,
+            math.inf if timeout is None else timeout)
 
 
 def _default_config(launch: Callable[..., Any], args: Sequence[Any],
