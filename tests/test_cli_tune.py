@@ -20,6 +20,7 @@ from helion_optuna import Config
 from helion_optuna.cli import main
 from helion_optuna.cli.job import JobError
 from helion_optuna.storage.records import CHOICE, EVALUATION, JOB, config_key_of, is_lost
+from helion_optuna.tuning import tuner
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
 
@@ -228,7 +229,7 @@ def test_tune_a_helion_kernel_into_the_study_that_helion_tune_reads(script, caps
                          "--n-trials", "2", "--storage", url)
     assert code == 0, err
     kernels = sys.modules["helion_add"]
-    monkeypatch.setattr(hoh.tuner, "KernelObjective", tuning_script.NoObjective)
+    monkeypatch.setattr(tuner, "KernelObjective", tuning_script.NoObjective)
     hit = hoh.tune(kernels.add, kernels.inputs(), n_trials=2, storage=url)
     assert hit.config == Config.from_json(out) and hit.study.study_name == study_of(err)
     assert hit.study.user_attrs[JOB]["target"] == "helion_add.py:add"

@@ -204,7 +204,7 @@ def test_helion_force_autotune_skips_the_cache(monkeypatch):
 
     def autotune(self, *, skip_cache=False):
         calls.append(skip_cache)
-        return self.bound_kernel.config_spec.default_config()
+        return self.kernel.config_spec.default_config()
 
     monkeypatch.setattr(hoh.Autotuner, "autotune", autotune)
     x, y = ARGS["add"]

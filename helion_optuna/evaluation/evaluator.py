@@ -50,9 +50,11 @@ class Evaluator:
     or a tuple of tensors). ``reference(*args)`` gives the expected output; without it, the
     output of the space's default config (``default``, if the caller has it already) is the
     reference. ``rtol``/``atol`` default to ``torch.testing.assert_close``'s for the output
-    dtype. Tensor arguments are restored to what was given before each checked run, so
-    kernels may write them in place. ``timeout_s`` bounds one run, and one compile (once 8
-    compiles have finished, a compile is also stopped at 10x their median, at least 5 s).
+    dtype; ``check=False`` times configs without a check (Helion's
+    ``autotune_accuracy_check=False``). Tensor arguments are restored to what was given
+    before each checked run, so kernels may write them in place. ``timeout_s`` bounds one
+    run, and one compile (once 8 compiles have finished, a compile is also stopped at 10x
+    their median, at least 5 s).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Evaluator:
         timeout_s: float = 60.0,
         compile_workers: int | None = None,
         default: Config | None = None,
+        check: bool = True,
     ) -> None:
         if (rtol is None) != (atol is None):
             raise ValueError("rtol and atol go together: give both or neither")
@@ -74,11 +77,11 @@ class Evaluator:
         self.has_reference = reference is not None
         self.timeout_s = timeout_s
         default = space.default_config() if default is None else default
-        task = Task(launch, tuple(args), reference, default, rtol, atol)
+        task = Task(launch, tuple(args), reference, default, rtol, atol, check)
         self._task = pickling.dumps(task)
         # Compile workers get the arguments' shapes, not their data (see Unfilled).
         self._compile_task = pickling.dumps(
-            Task(launch, tuple(map(Unfilled.of, args)), None, default, rtol, atol))
+            Task(launch, tuple(map(Unfilled.of, args)), None, default, rtol, atol, check))
         #: Compile workers, one per core this process may run on (``tune --gpus`` gives
         #: each of its processes a share); up to ``in_flight`` configs are compiling or
         #: waiting to be timed.

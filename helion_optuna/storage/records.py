@@ -20,7 +20,9 @@ Trial user attributes (optuna-dashboard shows them with each trial):
                      was timed no further
 ``failure``          else why not: an evaluation's failure (compile_error, compile_timeout,
                      run_timeout, crash, wrong_result, out_of_resources) or the tuner's
-                     (rejected by the space's constraint, over_budget, unresolved)
+                     (rejected by the space's constraint, over_budget, unresolved); for a
+                     config that Helion's own search evaluated, Helion's status (error,
+                     timeout, ...)
 ``failure_message``  the end (2,000 characters) of the error's message
 ``duplicate_of``     the number of the trial that evaluated the same config
 ``helion_repaired``  what Helion's normalization changed: ``{key: {"asked", "kept"}}``
@@ -170,6 +172,28 @@ def failure_of(trial: Trial) -> str | None:
 
 def failure_message_of(trial: Trial) -> str:
     return trial.user_attrs.get(FAILURE_MESSAGE, "")
+
+
+def compile_s_of(trial: Trial) -> float | None:
+    return trial.user_attrs.get(COMPILE_S)
+
+
+def evaluated_elsewhere(config: AConfig, ms: float | None, failure: str | None,
+                        compile_s: float | None, sampler: str, process: str,
+                        params: dict[str, Any],
+                        distributions: dict[str, Any]) -> FrozenTrial:
+    """A finished trial, for ``study.add_trial``, of a config that another search evaluated
+    (Helion's own, in our cache): an evaluation (it has the mark, naming ``process``), with
+    its time in ms, or FAIL with ``failure``; ``sampler`` names the search."""
+    attrs: dict[str, Any] = {CONFIG: config.to_json(), SAMPLER: sampler}
+    if compile_s is not None:
+        attrs[COMPILE_S] = round(compile_s, 3)
+    if failure is not None:
+        attrs[FAILURE] = failure
+    return optuna.trial.create_trial(
+        state=TrialState.COMPLETE if failure is None else TrialState.FAIL,
+        value=ms if failure is None else None, params=params, distributions=distributions,
+        user_attrs=attrs, system_attrs={EVALUATION: process})
 
 
 def set_duplicate_of(trial: optuna.trial.BaseTrial, number: int) -> None:

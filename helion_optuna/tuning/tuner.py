@@ -105,6 +105,7 @@ def tune(
     atol: float | None = None,
     timeout_s: float = 60.0,
     seed: int | None = None,
+    check: bool = True,
 ) -> TuneResult:
     """Find the fastest Config of ``space`` for ``launch(config, *args)``.
 
@@ -119,11 +120,12 @@ def tune(
     given. A study finished for at least this budget is a hit: its config returns at once.
     With ``cache=None`` the study is ``study_name`` in ``storage``, in memory if neither is
     given. Processes that run the same call on one storage tune together (shared_study.py).
+    ``check=False`` times configs without comparing their output with the reference's.
     """
     budget, seconds = budget_of(effort, n_trials, timeout)
     chosen_sampler = make_sampler(sampler, seed)
     evaluation = dict(reference=reference, space=space, rtol=rtol, atol=atol,
-                      timeout_s=timeout_s)
+                      timeout_s=timeout_s, check=check)
     if effort == "none" and n_trials is None:
         return _default_config(launch, args, evaluation, storage, study_name)
     entry = cache_entry(cache, launch, args, space, storage, study_name)

@@ -55,8 +55,10 @@ class DifferentialEvolutionSampler(BaseSampler):
 
     Args:
         population_size: Slots in the population.
-        max_generations: Generations after which :meth:`finished` reports the search done;
-            the sampler keeps evolving if asked for more trials.
+        max_generations: Generations, the first (random) one included, after which
+            :meth:`finished` reports the search done: ``max_evaluations``, population_size x
+            max_generations trials, as Helion's DifferentialEvolutionSearch evaluates. The
+            sampler keeps evolving if asked for more trials.
         crossover_rate: Probability that a parameter comes from the mutant, not the target.
         immediate_update: ``True`` replaces a member as soon as its challenger is better
             (steady state): later challengers already breed from it. ``False`` lets
@@ -249,10 +251,15 @@ class DifferentialEvolutionSampler(BaseSampler):
         slots = finished.population(self.population_size, None, epoch)
         return [e and e[3].number for e in slots]
 
+    @property
+    def max_evaluations(self) -> int:
+        """Trials in ``max_generations`` generations: where a search with this sampler ends."""
+        return self.population_size * self.max_generations
+
     def finished(self, study: optuna.Study) -> bool:
-        """True once ``max_generations`` generations after the first have been started."""
+        """True once ``max_evaluations`` trials have been started."""
         started = sum(1 for t in study.get_trials(deepcopy=False) if TARGET in t.system_attrs)
-        return started >= self.population_size * (self.max_generations + 1)
+        return started >= self.max_evaluations
 
     def _encoded(self, study: optuna.Study, trials: list[FrozenTrial],
                  encoding: Encoding) -> _Finished:
