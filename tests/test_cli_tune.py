@@ -124,8 +124,8 @@ def finish(process: subprocess.Popen) -> str:
 
 
 def study_of(err: str) -> str:
-    """The study that tune names in its first line."""
-    return err.split("in study '", 1)[1].split("'", 1)[0]
+    """The study that tune names in its first line (a tuning's, or a cache hit's)."""
+    return err.split("study '", 1)[1].split("'", 1)[0]
 
 
 def evaluations(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -177,6 +177,7 @@ def test_a_script_tuned_with_and_without_triton_interpret_is_one_study(script):
                                   if k != "TRITON_INTERPRET"})
     assert without.returncode == 0, without.stderr
     assert study_of(without.stderr) == study_of(with_it.stderr)
+    assert "a cache hit" in without.stderr
     assert without.stdout == with_it.stdout
     assert len(optuna.get_all_study_names(url)) == 1
 
