@@ -8,7 +8,7 @@ searching, or searches and records what it found. ``autotune(skip_cache=True)``
 (``kernel.autotune(args)``, ``HELION_FORCE_AUTOTUNE=1``) searches again and records the
 result; with ``HELION_SKIP_CACHE=1`` nothing is read or written.
 
-The record is the study of the cache key (helion_optuna/cache.py: one study per key; the
+The record is the study of the cache key (storage/cache.py: one study per key; the
 strict key also covers the versions of the software), in ``storage``: by default that of our
 search, else ``HELION_OPTUNA_STORAGE`` or the SQLite file under ``HELION_CACHE_DIR``. With
 our search inside, that study is the search's own (a larger budget continues it). With
