@@ -93,15 +93,18 @@ def main() -> None:
                         "startup.jsonl")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--n-trials", type=int, default=8)
+    parser.add_argument("--kernels", default="softmax,matmul,helion")
     args = parser.parse_args()
+    kernels = args.kernels.split(",")
     rows = []
-    for name in ("softmax", "matmul"):
+    for name in [k for k in ("softmax", "matmul") if k in kernels]:
         os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="startup-triton-")
         for i, (launch, inputs, options) in enumerate(problems(name, args.smoke)):
             rows.append({"kernel": name, "tuning": i + 1,
                          **first_result_s(launch, inputs, options, args.n_trials)})
             print(rows[-1], flush=True)
-    rows += helion_rows(args.smoke, args.n_trials)
+    if "helion" in kernels:
+        rows += helion_rows(args.smoke, args.n_trials)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:
         for row in rows:
