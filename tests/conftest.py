@@ -69,3 +69,10 @@ def new_database(request, tmp_path):
     yield sqlalchemy.engine.make_url(admin_url).set(database=name).render_as_string(
         hide_password=False)
     drop(request.param, admin_url, name)
+
+
+@pytest.fixture
+def sourced(monkeypatch):
+    """Tunings evaluate configs at once, each with a kernel source (its artifact)."""
+    monkeypatch.setattr(helion_optuna.tuning.tuner, "KernelObjective",
+                        tuning_script.SourcedObjective)

@@ -14,6 +14,8 @@ from databases import fresh
 import helion_optuna as ho
 from helion_optuna import Config, LocalAutotuneCache, tune
 from helion_optuna.cli import main
+from helion_optuna.storage import artifacts, schema
+from helion_optuna.storage.opening import open_storage
 from helion_optuna.storage.records import EVALUATION
 from helion_optuna.storage.urls import masked
 
@@ -33,8 +35,16 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def summary(url: str, name: str) -> list[tuple]:
-    return [(t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs)
-            for t in optuna.load_study(study_name=name, storage=url).get_trials()]
+    """Each trial as a study file carries it: the attributes we define, the kernel sources."""
+    storage = open_storage(url)
+    return [(t.number, t.state, t.values, t.params, t.user_attrs,
+             schema.defined(t.system_attrs, schema.TRIAL_SYSTEM), artifacts.sources(storage, t))
+            for t in optuna.load_study(study_name=name, storage=storage).get_trials()]
+
+
+def artifact_ids(url: str, name: str) -> set[str]:
+    return {k for t in optuna.load_study(study_name=name, storage=url).get_trials()
+            for k in t.system_attrs if k.startswith(artifacts.ATTRIBUTE_PREFIX)}
 
 
 @pytest.mark.parametrize("storage_url", ["postgresql", "mariadb"], indirect=True)
@@ -51,6 +61,10 @@ def test_a_study_exported_here_is_a_cache_hit_where_it_is_imported(storage_url, 
     assert code == 0 and "as a new study" in err, err
     assert summary(storage_url, first.study.study_name) == summary(here,
                                                                    first.study.study_name)
+    assert all(sources for *_, sources in summary(here, first.study.study_name))
+    # Copies of their own: deleting one study's never deletes the other's.
+    assert not artifact_ids(here, first.study.study_name) & artifact_ids(
+        storage_url, first.study.study_name)
     monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", tuning_script.NoObjective)
     there = tuned(storage_url, 3)
     assert (there.config, there.ms) == (first.config, first.ms)
@@ -96,7 +110,7 @@ def test_a_corrupt_file_is_refused_and_nothing_is_written(tmp_path, capsys, inst
     bad = {
         "not JSON": [header, trials[0][:-5]],
         "not a helion-optuna-study header": ['{"format": "csv"}'],
-        "version 7": [header.replace('"version": 1', '"version": 7')],
+        "version 7": [header.replace('"version": 2', '"version": 7')],
         "state: 'DONE' is not one of": [header, json.dumps({**trial, "state": "DONE"})],
         "expected trial number 0": [header, trials[1]],
         "missing 'params'": [header, json.dumps({k: v for k, v in trial.items()

@@ -6,7 +6,6 @@ import json
 import socket
 import sys
 import uuid
-from concurrent.futures import Future
 from pathlib import Path
 
 import failing_kernel
@@ -22,7 +21,6 @@ from optuna_dashboard import get_note
 import helion_optuna as ho
 from helion_optuna import Config, KernelObjective, LocalAutotuneCache
 from helion_optuna.cli import main
-from helion_optuna.evaluation import Result
 from helion_optuna.storage.artifacts import SOURCE_FILENAME, artifact_dir
 from helion_optuna.storage.records import EVALUATION
 from helion_optuna.storage.urls import default_storage_url
@@ -31,26 +29,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of st
 ARGS = (torch.ones(1000),)
 SQLITE_AND_POSTGRESQL = pytest.mark.parametrize("storage_url", ["sqlite", "postgresql"],
                                                 indirect=True)
-
-
-def source_of(config: Config) -> str:
-    return f"# the kernel as launched for {json.dumps(config.config, sort_keys=True)}\n"
-
-
-class SourcedObjective(tuning_script.InstantObjective):
-    """Answers at once, with a kernel source, as KernelObjective's results have."""
-
-    def submit(self, config, rep_ms: float = 0.0) -> Future:
-        future: Future = Future()
-        future.set_result(Result(ms=tuning_script.cost(config),
-                                 samples={"median": tuning_script.cost(config)},
-                                 code=source_of(config)))
-        return future
-
-
-@pytest.fixture
-def sourced(monkeypatch):
-    monkeypatch.setattr(ho.tuning.tuner, "KernelObjective", SourcedObjective)
 
 
 @pytest.fixture
@@ -126,7 +104,7 @@ def test_a_failed_config_shows_why_and_its_source(tmp_path):
     assert "Mismatched elements" in trial.user_attrs["failure_message"]
     (text,) = artifact_texts(study, trial)
     assert "constexpr: BLOCK=64, MODE=4" in text and "def add_kernel(" in text
-    assert (tmp_path / "artifacts").is_dir()  # beside the SQLite file
+    assert (tmp_path / "studies.db-artifacts").is_dir()  # beside the SQLite file
 
 
 def test_a_repeated_config_keeps_no_second_source(tmp_path, sourced, name):
@@ -144,7 +122,7 @@ def test_a_repeated_config_keeps_no_second_source(tmp_path, sourced, name):
     for trial in trials:
         if EVALUATION in trial.system_attrs:
             assert artifact_texts(study, trial) == [
-                source_of(Config.from_json(trial.user_attrs["config"]))]
+                tuning_script.source_of(Config.from_json(trial.user_attrs["config"]))]
 
 
 def test_a_helion_kernel_s_source_is_helions_triton_code(tmp_path):
@@ -166,12 +144,18 @@ def test_a_helion_kernel_s_source_is_helions_triton_code(tmp_path):
         assert text == helion_kernels.add.bind((x, x)).to_triton_code(helion.Config(**config))
 
 
-def test_the_artifacts_directory(tmp_path, monkeypatch):
+def test_the_artifacts_directory_is_one_of_each_database(tmp_path, monkeypatch):
     assert artifact_dir(default_storage_url()) == (
-        tmp_path / "cache" / "helion-optuna" / "artifacts")
-    assert artifact_dir(f"sqlite:///{tmp_path}/x/s.db") == tmp_path / "x" / "artifacts"
-    assert artifact_dir("postgresql://u@h/db") == (
-        tmp_path / "cache" / "helion-optuna" / "artifacts")
+        tmp_path / "cache" / "helion-optuna" / "studies.db-artifacts")
+    assert artifact_dir(f"sqlite:///{tmp_path}/x/s.db") == tmp_path / "x" / "s.db-artifacts"
+    (tmp_path / "y" / "artifacts").mkdir(parents=True)  # an earlier version's: kept
+    assert artifact_dir(f"sqlite:///{tmp_path}/y/s.db") == tmp_path / "y" / "artifacts"
+    servers = [artifact_dir(url) for url in (
+        "postgresql://u@h/db", "postgresql+psycopg://other:pw@h/db",
+        "postgresql://u@h/db2", "postgresql://u@h2/db", "mysql+pymysql://u@h/db")]
+    assert servers[0] == servers[1] and len(set(servers)) == 4
+    assert all(p.parent == tmp_path / "cache" / "helion-optuna"
+               and p.name.endswith("-artifacts") for p in servers)
     monkeypatch.setenv("HELION_OPTUNA_ARTIFACTS", str(tmp_path / "mine"))
     assert artifact_dir("postgresql://u@h/db") == tmp_path / "mine"
 
@@ -191,7 +175,7 @@ def test_the_dashboard_serves_studies_notes_and_kernel_sources(storage_url, sour
                 status, kind, body = get(f"{base}/artifacts/{summary['study_id']}/"
                                          f"{trial['trial_id']}/{artifact['artifact_id']}")
                 assert (status, kind) == (200, "text/plain; charset=utf-8")
-                assert body.decode() == source_of(Config.from_json(attrs["config"]))
+                assert body.decode() == tuning_script.source_of(Config.from_json(attrs["config"]))
                 served += 1
         assert served == 3
 

@@ -51,6 +51,7 @@ def test_a_default_storage_made_before_in_a_folder_named_like_the_package_is_sti
     optuna.create_study(study_name="earlier", storage=f"sqlite:///{earlier}/studies.db")
     assert default_storage_url() == f"sqlite:///{earlier}/studies.db"
     assert optuna.get_all_study_names(default_storage_url()) == ["earlier"]
+    (earlier / "artifacts").mkdir()  # where that version kept its trials' sources
     assert artifact_dir(default_storage_url()) == earlier / "artifacts"
 
 

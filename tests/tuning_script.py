@@ -87,6 +87,20 @@ class InstantObjective:
         self._pool.shutdown()
 
 
+def source_of(config) -> str:
+    return f"# the kernel as launched for {json.dumps(config.config, sort_keys=True)}\n"
+
+
+class SourcedObjective(InstantObjective):
+    """Answers at once, with a kernel source, as KernelObjective's results have."""
+
+    def submit(self, config, rep_ms: float = 0.0) -> Future:
+        future: Future = Future()
+        future.set_result(Result(ms=cost(config), samples={"median": cost(config)},
+                                 code=source_of(config)))
+        return future
+
+
 def main() -> None:
     storage, n_trials, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if len(sys.argv) > 4:

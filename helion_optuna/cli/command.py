@@ -2,18 +2,22 @@
 
 Each command is a function ``run(args) -> int`` and an entry of COMMANDS that declares its
 arguments. Exit status: 0, 1 for a failure (one line on stderr, the traceback with
-``--verbose``), 2 for a usage error (argparse's).
+``--verbose``), 2 for a usage error (argparse's). A command that fails changes nothing, and
+one that only reads (studies, best, export, plot) writes nothing to the storage (its SQLite
+file is opened read-only) and creates no folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
@@ -21,10 +25,23 @@ from helion_optuna.cli import dashboard, gpu_workers, plots
 from helion_optuna.cli.job import Job, Tuning, joined
 from helion_optuna.errors import HelionOptunaError, NoStudies, TuningError
 from helion_optuna.space import Config
-from helion_optuna.storage import artifacts, fingerprint, internals, records
-from helion_optuna.storage.opening import default_storage_url, label, open_storage, study_id
-from helion_optuna.storage.study_file import export_study, import_study
-from helion_optuna.storage.urls import masked
+from helion_optuna.storage import artifacts, fingerprint, internals, records, schema
+from helion_optuna.storage.opening import (
+    default_storage_url,
+    is_new,
+    label,
+    open_storage,
+    study_id,
+)
+from helion_optuna.storage.study_file import (
+    Plan,
+    StudyFile,
+    export_study,
+    import_study,
+    plan_import,
+    read_study_file,
+)
+from helion_optuna.storage.urls import failure, masked
 from helion_optuna.tuning.tuner import EFFORTS, SAMPLERS
 
 
@@ -40,16 +57,24 @@ def studies(args: argparse.Namespace) -> int:
         key = fingerprint.summary(records.cache_key_of(study.user_attrs))
         trials = internals.listed_trials(storage, study)
         evaluated = [t for t in trials if records.is_evaluation(t)]
-        best = records.best_ms_of(study.user_attrs)
+        attrs = study.user_attrs  # others may write the database: malformed values show "?"
+        best = records.best_ms_of(attrs)
+        shown = "?" if not _valid(attrs, records.BEST_MS) else "-" if best is None else (
+            f"{best:.4f}")
         rows.append((study.study_name, key.kernel, key.device, key.arguments, str(len(trials)),
                      str(len(evaluated)), str(sum(t.state == TrialState.FAIL for t in evaluated)),
-                     "-" if best is None else f"{best:.4f}",
-                     "yes" if records.is_finished(study.user_attrs) else "no"))
+                     shown, "yes" if records.is_finished(attrs)
+                     and _valid(attrs, records.FINISHED) else "no"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
               .rstrip())
     return 0
+
+
+def _valid(attrs: dict[str, Any], name: str) -> bool:
+    """The study's attribute is absent, or well formed."""
+    return name not in attrs or schema.is_valid(name, attrs[name], schema.STUDY_USER)
 
 
 def best(args: argparse.Namespace) -> int:
@@ -79,13 +104,46 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage)
-    imported = import_study(storage, args.file)
+    study_file = read_study_file(args.file)  # the whole file is checked before anything
+    url = args.storage or default_storage_url()
+    # Refused (another key, ...): decided on the storage opened to read, which writes nothing.
+    plan = plan_import(None if is_new(url) else open_storage(url, create=False), study_file)
+    if args.check:
+        _describe(study_file, plan, url)
+        return 0
+    storage = open_storage(url)
+    imported = import_study(storage, study_file)
     how = ("merged into the study of the same key there (which keeps its own attributes)"
            if imported.merged else "as a new study")
+    dropped = sum(study_file.dropped.values())
+    left_out = (f"; {dropped} attributes that helion_optuna does not define were left out "
+                "(import --check lists them)" if dropped else "")
+    if study_file.version == 1:
+        left_out += ("; a version-1 file, whose header does not say how many trials follow: "
+                     "export it again to have a file that is checked whole")
     print(f"imported study {imported.study_name!r} into {label(storage)} {how}: "
-          f"{imported.added} trials added", file=sys.stderr)
+          f"{imported.added} trials added{left_out}", file=sys.stderr)
     return 0
+
+
+def _describe(study_file: StudyFile, plan: Plan, url: str) -> None:
+    """What ``import --check`` says: what the file holds, what importing it would add, and
+    what it would leave out."""
+    key = fingerprint.summary(records.cache_key_of(study_file.user_attrs))
+    evaluations = sum(records.is_marked(t) for t in study_file.trials)
+    ended = "tuned to an end" if records.is_finished(study_file.user_attrs) else "not ended"
+    print(f"{study_file.path}: study {study_file.study_name!r} (kernel {key.kernel}, "
+          f"{key.device}, {key.arguments}), {ended}: {len(study_file.trials)} trials, "
+          f"{evaluations} evaluations, {sum(map(len, study_file.sources))} kernel sources")
+    what = (f"merged into the study of the same key there, adding {len(plan.added)} trials "
+            "(the evaluations of the configs it lacks)" if plan.merged
+            else f"a new study of {len(plan.added)} trials")
+    print(f"import into {masked(url)}: {what}")
+    if study_file.dropped:
+        print("left out (attributes that helion_optuna does not define):")
+        for name, count in sorted(study_file.dropped.items()):
+            print(f"  {name}: {count} time{'s' if count > 1 else ''}")
+    print("nothing was written (--check)")
 
 
 def serve_dashboard(args: argparse.Namespace) -> int:
@@ -122,6 +180,7 @@ def clear_cache(args: argparse.Namespace) -> int:
                                        f"artifacts from {label(storage)}? [y/N] "):
         print("helion-optuna clear-cache: nothing deleted", file=sys.stderr)
         return 1
+    storage = open_storage(args.storage)  # to write (it has Optuna's tables: none are made)
     for name in names:
         deleted = artifacts.delete_study(storage, name)
         print(f"deleted study {name!r} and {deleted} artifacts", file=sys.stderr)
@@ -193,11 +252,21 @@ def _target(text: str) -> str:
 
 def _positive(kind: type) -> Callable[[str], Any]:
     def positive(text: str) -> Any:
-        value = kind(text)  # a ValueError names the text
-        if not value > 0:
-            raise ValueError(f"{text} is not > 0")
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            what = "a whole number" if kind is int else "a finite number"
+            raise ValueError(f"{text!r} is not {what} > 0")
         return value
     return positive
+
+
+def _port(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise ValueError(f"{text!r} is not a port number (1 to 65535)")
+    return int(text)
 
 
 _GPUS = (("--gpus",), {"metavar": "all|N|I,J,...", "type": _argument(gpu_workers.parse),
@@ -219,7 +288,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                 (("file",), {"metavar": "FILE", "help": "the file to write"})]),
     "import": (import_, "add a study from an exported file; a study of the same cache key "
                         "merges, one of another key is never changed",
-               [(("file",), {"metavar": "FILE", "help": "the file that export wrote"})]),
+               [(("file",), {"metavar": "FILE", "help": "the file that export wrote"}),
+                (("--check",), {"action": "store_true",
+                                "help": "write nothing: say what the file holds, what "
+                                        "importing it would add, and which attributes it "
+                                        "would leave out"})]),
     "tune": (tune, "tune a kernel of a script or module, recording the job in its study so "
                    "that workers can join; print the best config as JSON",
              [(("target",), {"metavar": "SCRIPT_OR_MODULE:KERNEL", "type": _argument(_target),
@@ -260,14 +333,16 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                   [(("--host",), {"default": "127.0.0.1",
                                   "help": "the address to listen on (default: 127.0.0.1, "
                                           "this machine only)"}),
-                   (("--port",), {"type": int, "default": 8080,
-                                  "help": "the port to listen on (default: 8080)"}),
+                   (("--port",), {"type": _argument(_port), "default": 8080,
+                                  "help": "the port to listen on, 1 to 65535 (default: "
+                                          "8080)"}),
                    (("--artifacts",), {"metavar": "DIR",
                                        "help": "where the trials' kernel sources are "
                                                "(default: HELION_OPTUNA_ARTIFACTS, else "
-                                               "'artifacts' beside an SQLite storage's file, "
-                                               "else <HELION_CACHE_DIR>/helion-optuna/"
-                                               "artifacts)"})]),
+                                               "'<file>-artifacts' beside an SQLite "
+                                               "storage's file, else a folder of the "
+                                               "database in <HELION_CACHE_DIR>/"
+                                               "helion-optuna)"})]),
     "plot": (plot, "draw a study's optimization history, parameter importances and time of "
                    "each config by sampler into an HTML page or a PNG image",
              [(("--study",), {"required": True, "help": "the study's name"}),
@@ -311,8 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (HelionOptunaError, OSError) as e:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"helion-optuna {args.command}: {e}", file=sys.stderr)
-        return 1
+        return _failed(args, str(e))
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
+        # A write that the database refused (read-only, full, gone), mid-command.
+        return _failed(args, str(failure(args.storage or default_storage_url(), e)))
+
+
+def _failed(args: argparse.Namespace, message: str) -> int:
+    """Say why the command failed (called while the exception is handled)."""
+    if args.verbose:
+        traceback.print_exc()
+    print(f"helion-optuna {args.command}: {message}", file=sys.stderr)
+    return 1
 

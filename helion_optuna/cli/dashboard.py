@@ -26,12 +26,12 @@ def serve(storage_url: str | None, host: str, port: int, artifacts: str | None) 
     from optuna_dashboard import run_server
 
     url = storage_url or default_storage_url()
-    storage = open_storage(url, create=False)
+    open_storage(url, create=False)  # it exists, with Optuna's tables (none are created)
+    storage = open_storage(url)  # writable: the dashboard saves notes, deletes studies
     # Optuna's RDBStorage itself: it reads the database at every request, so trials that
     # running tunings finish show up (open_storage's cache is for a tuning process).
     database = internals.database(storage) or storage
     directory = Path(artifacts) if artifacts else artifact_dir(url)
-    directory.mkdir(parents=True, exist_ok=True)
     print(f"optuna-dashboard of {label(storage)} (artifacts in {directory}) on "
           f"http://{host}:{port}/ ; Ctrl-C stops it", file=sys.stderr, flush=True)
     run_server(database, host=host, port=port,

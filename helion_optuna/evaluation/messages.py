@@ -56,6 +56,11 @@ class Request:
             raise ValueError(f"a {self.kind.name} request takes a config")
 
 
+class StartFailed(Exception):
+    """Raised by a task's ``prepare``: the worker cannot start, for the reason that its
+    message gives in full (the reference function failed, say)."""
+
+
 @dataclass(frozen=True)
 class Started:
     """A worker's first answer: its task is ready, or ``error`` says why it is not."""

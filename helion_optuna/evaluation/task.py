@@ -37,6 +37,7 @@ from helion_optuna.evaluation.messages import (
     Request,
     Result,
     Role,
+    StartFailed,
 )
 from helion_optuna.evaluation.triton_hooks import compile_only
 from helion_optuna.space import Config
@@ -65,10 +66,16 @@ class Task:
         if role is Role.TIME:
             self.pristine = _clone(self.args)
             ref = self.reference or (lambda *a: self.launch(self.default, *a))
-            self.expected = _clone(ref(*self.args))
-            synchronize()
-            self.anchor = functools.partial(ref, *self.args)
-            self.anchor_ms = statistics.median(_bench(self.anchor, SCREEN_MS))
+            try:
+                self.expected = _clone(ref(*self.args))
+                synchronize()
+                self.anchor = functools.partial(ref, *self.args)
+                self.anchor_ms = statistics.median(_bench(self.anchor, SCREEN_MS))
+            except Exception as e:
+                what = ("the reference function" if self.reference else
+                        "the default config, whose output is the reference (no reference "
+                        "function was given),")
+                raise StartFailed(f"{what} failed: {type(e).__name__}: {e}") from e
 
     def _restore(self) -> None:
         """Put back the arguments as the caller gave them, for kernels that write in place."""

@@ -22,7 +22,14 @@ from typing import Any
 
 from helion_optuna.errors import TuningError
 from helion_optuna.evaluation import forkserver, pickling
-from helion_optuna.evaluation.messages import CRASH, Request, Result, Role, Started
+from helion_optuna.evaluation.messages import (
+    CRASH,
+    Request,
+    Result,
+    Role,
+    Started,
+    StartFailed,
+)
 
 STARTUP_TIMEOUT_S = 600.0
 
@@ -69,7 +76,7 @@ class Worker:
         started: Started = self._receive(STARTUP_TIMEOUT_S)
         if started.error is not None:
             self.close()
-            raise TuningError(f"worker could not start: {started.error}")
+            raise TuningError(started.error)
 
     def close(self) -> None:
         if self.pid is not None:
@@ -142,8 +149,12 @@ def serve(sock: socket.socket) -> None:
     task = pickling.loads(inbox.recv_bytes())
     try:
         task.prepare(role)
+    except StartFailed as e:
+        outbox.send_bytes(pickle.dumps(Started(str(e))))
+        return
     except BaseException as e:
-        outbox.send_bytes(pickle.dumps(Started(f"{type(e).__name__}: {e}")))
+        outbox.send_bytes(pickle.dumps(Started(f"worker could not start: "
+                                               f"{type(e).__name__}: {e}")))
         return
     outbox.send_bytes(pickle.dumps(Started()))
     while True:

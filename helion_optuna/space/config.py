@@ -191,6 +191,11 @@ class Config(Mapping[str, object]):
     def from_dict(cls, data: Mapping[str, object]) -> Config:
         """A Config of a mapping (a parsed JSON object), every field checked; keys keep their
         order, unknown keys become user keys."""
+        if "self" in data:  # Helion's Config(**data) cannot take it either
+            raise InvalidConfig("self: not allowed as a Config key (Config(**config) cannot "
+                                "take it); rename it")
+        if not all(isinstance(k, str) for k in data):
+            raise InvalidConfig(f"keys: {list(data)!r} are not all names (text)")
         config = cls(**data)
         config.config = {k: config.config[k] for k in data if k in config.config}
         return config

@@ -26,6 +26,12 @@ class ConfigSpace:
                  constraint: Callable[[Config], bool] | None = None) -> None:
         """``constraint(config)`` is False for configs the space rejects before compiling
         (e.g. tiles too large for shared memory): the tuner does not count them."""
+        if not isinstance(fragments, Mapping):
+            raise InvalidConfig(f"fragments: {fragments!r} is not a mapping of field names to "
+                                "fragments")
+        if constraint is not None and not callable(constraint):
+            raise InvalidConfig(f"constraint: {constraint!r} is not a function of a Config "
+                                "(or None)")
         self.fragments = dict(fragments)
         self.constraint = constraint
         if not self.fragments:
@@ -58,7 +64,8 @@ class ConfigSpace:
         return dict(self._distributions)
 
     def decode(self, params: Mapping[str, object]) -> Config:
-        """The Config that a trial's params stand for."""
+        """The Config that a trial's params stand for (InvalidConfig for a param outside its
+        distribution)."""
         missing = [p for p in self._distributions if p not in params]
         if missing:
             raise InvalidConfig(f"params lack {', '.join(missing)}")

@@ -77,7 +77,15 @@ class _Scalar(Fragment):
         return {name: self.distribution()}
 
     def decode(self, params: Mapping[str, object], name: str) -> object:
-        return self.from_param(params[name])
+        param, dist = params[name], self.distribution()
+        if isinstance(dist, IntDistribution):
+            inside = is_int(param) and dist.low <= param <= dist.high
+        else:
+            inside = _index(dist.choices, param) is not None
+        if not inside:
+            raise InvalidConfig(f"{name}: param {param!r} is outside the space's distribution "
+                                f"{dist}")
+        return self.from_param(param)
 
     def encode(self, value: object, name: str) -> dict[str, object]:
         return {name: self.to_param(value, name)}
@@ -161,6 +169,13 @@ class Integer(_Scalar):
         return f"Integer({self.low}, {self.high}, default={self.default})"
 
 
+def _listed(values: object, what: str) -> list[object]:
+    """``values`` as a list, if it is a list or tuple (a string is one value, not a list)."""
+    if not isinstance(values, list | tuple):
+        raise InvalidConfig(f"{what} must be a list, got {values!r}")
+    return list(values)
+
+
 def _index(values: Sequence[object], value: object) -> int | None:
     """Position of ``value`` in ``values``, matching type too (True is not 1)."""
     for i, v in enumerate(values):
@@ -173,10 +188,11 @@ class Choice(_Scalar):
     """One of an increasing list of numbers, e.g. [16, 24, 32, 48]; Optuna sees the position."""
 
     def __init__(self, values: Sequence[int | float], default: int | float | None = None) -> None:
-        values = list(values)
+        values = _listed(values, "Choice: values")
         if not values or not all(isinstance(v, int | float) and not isinstance(v, bool)
-                                 for v in values):
-            raise InvalidConfig(f"Choice: values must be a non-empty list of numbers: {values!r}")
+                                 and math.isfinite(v) for v in values):
+            raise InvalidConfig("Choice: values must be a non-empty list of finite numbers: "
+                                f"{values!r}")
         if any(a >= b for a, b in itertools.pairwise(values)):
             raise InvalidConfig(f"Choice: values must be strictly increasing: {values!r}")
         self.values = values
@@ -208,12 +224,14 @@ class Enum(_Scalar):
     """One of unordered choices (str, int, float, bool or None); the default is the first."""
 
     def __init__(self, choices: Sequence[object], default: object = None) -> None:
-        choices = list(choices)
+        choices = _listed(choices, "Enum: choices")
         if not choices:
             raise InvalidConfig("Enum: choices must not be empty")
         for c in choices:
-            if c is not None and not isinstance(c, str | int | float | bool):
-                raise InvalidConfig(f"Enum: choice {c!r} is not a str, number, bool or None")
+            if (c is not None and not isinstance(c, str | int | float | bool)) or (
+                    isinstance(c, float) and not math.isfinite(c)):
+                raise InvalidConfig(f"Enum: choice {c!r} is not a str, finite number, bool or "
+                                    "None")
             if sum(_index([c], d) is not None for d in choices) > 1:
                 raise InvalidConfig(f"Enum: choice {c!r} is repeated")
         self.choices = choices

@@ -15,6 +15,12 @@ Heartbeats: a trial's first heartbeat is written with its first flush, then a th
 it every ``heartbeat_interval`` until the trial finishes, so ``fail_stale_trials`` fails the
 flushed trials of a dead process and never a live one's.
 
+Never a pickle from the database: Optuna's CmaEsSampler keeps its optimizer in trial system
+attributes as a pickle and unpickles the latest it finds, so whoever can write to a shared
+database could make a CMA-ES tuning run code. This storage drops those attributes from every
+trial it reads from the database (PICKLED); CMA-ES then resumes from the pickles that this
+process wrote (its own trials stay in memory), or starts afresh.
+
 It is Optuna's ``_CachedStorage`` (what ``optuna.create_study`` wraps every RDBStorage in)
 with the write path of its own trials replaced, inside one session with RDBStorage's row
 helpers: private Optuna API, which tests/test_storage.py pins down (on Optuna 4.5 to 5.0).
@@ -23,6 +29,7 @@ helpers: private Optuna API, which tests/test_storage.py pins down (on Optuna 4.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +49,16 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 _logger = optuna.logging.get_logger(__name__)
+#: Trial system attributes that hold a pickle: CmaEsSampler's optimizer, for each of its
+#: variants ("cma:", "cmawm:" with margin, "sepcma:" separable).
+PICKLED = re.compile(r"(cma|cmawm|sepcma):optimizer:")
+
+
+def _without_pickles(trial: FrozenTrial) -> FrozenTrial:
+    """The trial (read from the database) without the attributes that hold a pickle."""
+    for key in [k for k in trial.system_attrs if PICKLED.match(k)]:
+        del trial.system_attrs[key]
+    return trial
 
 
 @dataclass
@@ -132,9 +149,19 @@ class BatchedStorage(_CachedStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """This process's running trial as it is here (not a copy: ``optuna.Trial`` changes
-        it as it writes to the storage), else as _CachedStorage has it."""
+        it as it writes to the storage), else as _CachedStorage has it (read from the
+        database: without pickles)."""
         pending = self._pending.get(trial_id)
-        return super().get_trial(trial_id) if pending is None else pending.trial
+        if pending is not None:
+            return pending.trial
+        with self._lock:
+            cached = self._get_cached_trial(trial_id)
+        return cached or _without_pickles(self._backend.get_trial(trial_id))
+
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        """Every trial read from the database (or created from a template) enters the cache
+        here: without pickles."""
+        super()._add_trials_to_cache(study_id, [_without_pickles(t) for t in trials])
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                         distribution: BaseDistribution) -> None:
@@ -198,7 +225,7 @@ class BatchedStorage(_CachedStorage):
             if taken:
                 trial.find_or_raise_by_id(trial_id, session).datetime_start = datetime.now()
         if taken:
-            frozen = self._backend.get_trial(trial_id)
+            frozen = _without_pickles(self._backend.get_trial(trial_id))
             with self._lock:
                 study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
                 self._studies[study_id].trials[frozen.number] = frozen

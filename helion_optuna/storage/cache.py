@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from helion_optuna.errors import StorageError
+from helion_optuna.errors import InvalidConfig, StorageError
 from helion_optuna.space import Config, ConfigSpace
 from helion_optuna.storage import fingerprint, records
 from helion_optuna.storage.opening import label, open_storage, study_user_attrs
@@ -58,7 +58,10 @@ class LocalAutotuneCache:
         evaluations (or was given a config by :meth:`put`)."""
         attrs = study_user_attrs(self._storage, self.study_name)
         hit = records.cached_best(attrs, self.key, budget)
-        return None if hit is None else (Config.from_dict(hit[0]), hit[1])
+        try:
+            return None if hit is None else (Config.from_dict(hit[0]), hit[1])
+        except (InvalidConfig, TypeError):  # a config that others wrote malformed: a miss
+            return None
 
     def put(self, config: Config, ms: float | None = None) -> None:
         """Record ``config`` (e.g. one chosen elsewhere) as the answer for this key."""

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import inspect
 import json
+import marshal
 import math
 import re
 import types
@@ -60,8 +61,10 @@ def study_name(key: dict[str, Any]) -> str:
     return f"{key['kernel']}-{digest[:16]}"
 
 
-def differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """The fields in which two keys differ."""
+def differences(ours: dict[str, Any], theirs: Any) -> list[str]:
+    """The fields in which two keys differ (theirs, read from a database, may be malformed)."""
+    if not isinstance(theirs, dict):
+        return [f"all: theirs is {type(theirs).__name__}, not a key"]
     return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
 
 
@@ -72,9 +75,12 @@ class Summary(NamedTuple):
 
 
 def summary(key: dict[str, Any] | None) -> Summary:
-    """A key's kernel, device and arguments in short ("-" for what it lacks)."""
-    key = key or {}
-    return Summary(key.get("kernel", "-"), key.get("device", "-"),
+    """A key's kernel, device and arguments in short ("-" for what it lacks, or for a key
+    that is not one: a database that others write may hold anything)."""
+    key = key if isinstance(key, dict) else {}
+    kernel, device = key.get("kernel", "-"), key.get("device", "-")
+    return Summary(kernel if isinstance(kernel, str) else "-",
+                   device if isinstance(device, str) else "-",
                    arguments_text(key.get("arguments")))
 
 
@@ -84,12 +90,35 @@ def arguments_text(described: Any) -> str:
         return "-"
     parts = []
     for arg in described:
-        if isinstance(arg, dict) and "shape" in arg:
+        if (isinstance(arg, dict) and isinstance(arg.get("dtype"), str)
+                and isinstance(arg.get("shape"), list)):
             dtype = arg["dtype"].removeprefix("torch.")
             parts.append(f"{dtype}[{', '.join(map(str, arg['shape']))}]")
         else:
             parts.append(json.dumps(arg))
     return ", ".join(parts)
+
+
+def check_id(reference: Callable[..., Any] | None, rtol: float | None,
+             atol: float | None) -> str:
+    """What outputs are checked against, in 16 hex digits: the reference function (None:
+    the default config's output) and the tolerances. A wrong result under another check is
+    evaluated again (tuning/shared_study.py)."""
+    described = {"reference": _function(reference), "rtol": rtol, "atol": atol}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _function(fn: Any) -> Any:
+    """A function as far as what it computes goes: its source (:func:`describe`) and its
+    bytecode, which tells apart two lambdas of one line; for a partial, the same of the
+    function it wraps and of its arguments."""
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):
+        return [_function(fn.func), *(_function(a) if callable(a) else describe(a)
+                                      for a in (*fn.args, *fn.keywords.values()))]
+    code = getattr(fn, "__code__", None)
+    return [describe(fn), None if code is None else marshal.dumps(code).hex()]
 
 
 def describe(value: Any) -> Any:

@@ -10,17 +10,18 @@ Heartbeats are on (see batched_storage.py): ``fail_stale_trials`` fails the RUNN
 a process that died (``kill -9``, a lost machine) once they have missed GRACE_PERIOD_S.
 
 A cache lookup reads a study's attributes without opening Optuna's storage where it can
-(sql.py), and a database whose schema is another Optuna version's is refused before
-RDBStorage touches it.
+(sql.py), and a database whose schema is another Optuna version's, or an SQLite file of
+another application, is refused before RDBStorage touches it. A read is a read: a storage
+opened to read (``create=False``) creates nothing, and its SQLite file is opened read-only.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,17 +32,26 @@ from optuna.storages import BaseStorage, RDBStorage
 from helion_optuna.errors import NoStudies, StorageError
 from helion_optuna.storage import internals, sql
 from helion_optuna.storage.batched_storage import BatchedStorage
-from helion_optuna.storage.urls import default_storage_url, engine_kwargs, masked, parsed, reason
+from helion_optuna.storage.urls import (
+    default_storage_url,
+    engine_kwargs,
+    failure,
+    masked,
+    parsed,
+    private_file,
+    sqlite_file,
+)
 
 __all__ = ["GRACE_PERIOD_S", "HEARTBEAT_INTERVAL_S", "StorageError", "default_storage_url",
-           "fail_stale_trials", "label", "open_storage", "study_id", "study_user_attrs"]
+           "exists", "fail_stale_trials", "is_new", "label", "open_storage", "study_id",
+           "study_user_attrs"]
 
 #: Seconds between two heartbeats of a running trial.
 HEARTBEAT_INTERVAL_S = 2
 #: Seconds without a heartbeat after which a RUNNING trial belongs to a dead process.
 GRACE_PERIOD_S = 10
 
-_opened: dict[str, BatchedStorage] = {}
+_opened: dict[tuple[str, bool], BatchedStorage] = {}  # (url, create) -> storage
 _opening = threading.RLock()  # held by open_storage while it connects
 
 
@@ -49,17 +59,33 @@ def open_storage(storage: str | BaseStorage | None = None, create: bool = True) 
     """The storage for a URL (None: :func:`default_storage_url`), opened once per process as
     a :class:`BatchedStorage` with heartbeats; an RDBStorage object wrapped the same way; any
     other storage object as given. ``create=False`` (for commands that only read) writes
-    nothing: the database must hold Optuna's tables already. A storage that cannot be used
-    raises StorageError, naming the URL with its password hidden."""
+    nothing: the database must hold Optuna's tables already, and an SQLite file is opened
+    read-only. A storage that cannot be used raises StorageError, naming the URL with its
+    password hidden."""
     if isinstance(storage, RDBStorage):
         return BatchedStorage(storage)
     if isinstance(storage, BaseStorage):
         return storage
     url = storage or default_storage_url()
     with _opening:
-        if url not in _opened:
-            _opened[url] = BatchedStorage(_rdb_storage(url, create))
-        return _opened[url]
+        if (url, create) not in _opened:
+            _opened[url, create] = BatchedStorage(_rdb_storage(url, create))
+        return _opened[url, create]
+
+
+def exists(url: str | None) -> bool:
+    """Whether the database of ``url`` (None: the default) may hold studies: for SQLite,
+    whether its file exists; a server's database is taken to exist."""
+    path = sqlite_file(parsed(url or default_storage_url()))
+    return path is None or path.is_file()
+
+
+def is_new(url: str | None) -> bool:
+    """Whether the database of ``url`` (None: the default) holds no Optuna tables yet, which
+    open_storage would create (a missing SQLite file too); StorageError for one that
+    open_storage would refuse (another application's, another Optuna version's)."""
+    url = url or default_storage_url()
+    return not exists(url) or not sql.check_schema(url)
 
 
 def study_user_attrs(storage: str | BaseStorage | None, study_name: str) -> dict[str, Any]:
@@ -70,6 +96,8 @@ def study_user_attrs(storage: str | BaseStorage | None, study_name: str) -> dict
     storage object are read through :func:`open_storage`, which creates or refuses it."""
     if storage is None or isinstance(storage, str):
         url = storage or default_storage_url()
+        if not exists(url):
+            return {}
         attrs = sql.read_user_attrs(url, study_name)
         if attrs is not None:
             return attrs
@@ -106,31 +134,43 @@ def label(storage: BaseStorage) -> str:
 
 
 def _rdb_storage(url: str, create: bool) -> RDBStorage:
-    dialect_url = parsed(url)
-    dialect = dialect_url.get_backend_name()
-    if not create and dialect == "sqlite" and not Path(dialect_url.database or "").is_file():
+    path = sqlite_file(parsed(url))
+    if not create and not exists(url):
         raise StorageError(f"storage {masked(url)}: no such database file")
-    if not sql.check_schema(url) and not create:
-        raise NoStudies(f"storage {masked(url)} has no studies (it has no Optuna tables; "
-                        "nothing was changed)")
+    try:  # a new SQLite file is this user's alone
+        made = path is not None and create and private_file(path)
+    except OSError as e:
+        raise failure(url, e) from e
+    try:
+        if not sql.check_schema(url) and not create:
+            raise NoStudies(f"storage {masked(url)} has no studies (it has no Optuna tables; "
+                            "nothing was changed)")
+        rdb = _rdb(url, create)
+    except BaseException:
+        if made:
+            path.unlink(missing_ok=True)
+        raise
+    if path is not None and create:
+        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
+        rdb.engine.dispose()  # the connections opened so far lack the pragmas
+    return rdb
+
+
+def _rdb(url: str, create: bool) -> RDBStorage:
     for attempt in range(3):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                rdb = RDBStorage(url, engine_kwargs=engine_kwargs(dialect_url),
-                                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                 grace_period=GRACE_PERIOD_S, skip_table_creation=not create)
-            break
+                return RDBStorage(url, engine_kwargs=engine_kwargs(parsed(url), not create),
+                                  heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                  grace_period=GRACE_PERIOD_S, skip_table_creation=not create)
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
-                ImportError, RuntimeError) as e:
+                ImportError, RuntimeError, sqlite3.Error, TypeError) as e:
             if attempt < 2 and _created_meanwhile(e):
                 time.sleep(0.1 + random.random())
                 continue
-            raise StorageError(f"storage {masked(url)}: {reason(e)}") from e
-    if dialect == "sqlite":
-        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
-        rdb.engine.dispose()  # the connections opened so far lack the pragmas
-    return rdb
+            raise failure(url, e) from e
+    raise AssertionError("unreachable")
 
 
 def _created_meanwhile(e: BaseException) -> bool:

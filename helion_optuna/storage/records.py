@@ -29,8 +29,11 @@ Trial user attributes (optuna-dashboard shows them with each trial):
 ``helion_rejected``  why Helion rejects the config
 ===================  ========================================================================
 
-Trial system attribute ``helion_optuna:evaluation`` (the evaluation mark): the trial evaluates
-its config and counts against the budget; its value names the process (``host:pid``).
+Trial system attributes ``helion_optuna:evaluation`` (the evaluation mark): the trial
+evaluates its config and counts against the budget; its value names the process
+(``host:pid``); and ``helion_optuna:check``: what its output was checked against (the
+reference function and tolerances, fingerprint.check_id), so that a wrong result counts only
+for tunings that check the same way.
 
 Study user attributes (the cache entry): ``cache_key`` (the full key, fingerprint.py); once a
 tuning has ended ``best_config`` (a JSON object), ``best_ms``, ``reference_ms`` and
@@ -69,8 +72,9 @@ HELION_REJECTED = "helion_rejected"
 REJECTED = "rejected"
 OVER_BUDGET = "over_budget"
 UNRESOLVED = "unresolved"
-# Trial system attribute: the evaluation mark.
+# Trial system attributes: the evaluation mark, and the check of its output.
 EVALUATION = "helion_optuna:evaluation"
+CHECK = "helion_optuna:check"
 # Study user attributes.
 CACHE_KEY = "cache_key"
 BEST_CONFIG = "best_config"
@@ -88,8 +92,8 @@ SOURCE_MIMETYPE = "text/plain; charset=utf-8"
 #: Every key above, for tests/test_layout.py.
 KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, SCREENED, FAILURE,
         FAILURE_MESSAGE, DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, REJECTED,
-        OVER_BUDGET, UNRESOLVED, EVALUATION, CACHE_KEY, BEST_CONFIG, BEST_MS, REFERENCE_MS,
-        FINISHED, JOB, CHOICE, SOURCE_FILENAME)
+        OVER_BUDGET, UNRESOLVED, EVALUATION, CHECK, CACHE_KEY, BEST_CONFIG, BEST_MS,
+        REFERENCE_MS, FINISHED, JOB, CHOICE, SOURCE_FILENAME)
 
 Trial = optuna.trial.BaseTrial | FrozenTrial
 _ABSENT: Any = object()
@@ -213,9 +217,16 @@ def set_helion_rejected(trial: optuna.trial.BaseTrial, why: str) -> None:
     trial.set_user_attr(HELION_REJECTED, why)
 
 
-def mark_evaluation(trial: optuna.Trial, process: str) -> None:
-    """Mark the trial as one that evaluates its config (``process``: "host:pid")."""
+def mark_evaluation(trial: optuna.Trial, process: str, check: str) -> None:
+    """Mark the trial as one that evaluates its config (``process``: "host:pid"), its output
+    checked as ``check`` says."""
     internals.set_trial_system_attr(trial, EVALUATION, process)
+    internals.set_trial_system_attr(trial, CHECK, check)
+
+
+def check_of(trial: Trial) -> str | None:
+    """What the evaluation's output was checked against (None: not recorded)."""
+    return trial.system_attrs.get(CHECK)
 
 
 def is_marked(trial: Trial) -> bool:
@@ -277,14 +288,20 @@ def is_finished(attrs: Mapping[str, Any]) -> bool:
 def cached_best(attrs: Mapping[str, Any], key: dict[str, Any],
                 budget: float) -> tuple[dict[str, Any], float] | None:
     """The best config and its time (NaN if unknown), if the study holds ``key`` and was
-    finished for at least ``budget`` evaluations; else None."""
-    finished = attrs.get(FINISHED)
-    if not finished or BEST_CONFIG not in attrs or attrs.get(CACHE_KEY) != key:
+    finished for at least ``budget`` evaluations; else None (also for values that others,
+    writing the database, left malformed)."""
+    finished, best, ms = attrs.get(FINISHED), attrs.get(BEST_CONFIG), attrs.get(BEST_MS)
+    if (attrs.get(CACHE_KEY) != key or not isinstance(best, dict)
+            or not (isinstance(finished, dict) and _is_budget(finished.get("budget", "?")))
+            or not (ms is None or type(ms) in (int, float))):
         return None
     if finished["budget"] is not None and budget > finished["budget"]:
         return None
-    ms = attrs.get(BEST_MS)
-    return attrs[BEST_CONFIG], math.nan if ms is None else ms
+    return best, math.nan if ms is None else ms
+
+
+def _is_budget(value: Any) -> bool:
+    return value is None or (type(value) is int and value >= 0)
 
 
 def set_job(study: optuna.Study, job: dict[str, Any]) -> None:

@@ -4,8 +4,10 @@ Opening Optuna's RDBStorage costs 0.2-0.3 s (it imports alembic to check the sch
 version), more than a cache hit may cost: :func:`read_user_attrs` reads a study's attributes
 in one connection and two queries where the database's schema is known to be this Optuna's.
 A database whose schema is another Optuna version's is refused (:func:`check_schema`) before
-RDBStorage, which would add the tables it lacks before checking the version. The schema's
-version is read from Optuna's migration scripts, as alembic would.
+RDBStorage, which would add the tables it lacks before checking the version, and so is an
+SQLite file that holds another application's tables (a server's database may hold other
+applications' tables beside Optuna's). The schema's version is read from Optuna's migration
+scripts, as alembic would. Every connection here reads (an SQLite file: read-only).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ import sqlalchemy
 from optuna.storages._rdb import models
 
 from helion_optuna.errors import StorageError
-from helion_optuna.storage.urls import engine_kwargs, masked, parsed, reason
+from helion_optuna.storage.urls import engine_kwargs, failure, masked, parsed, sqlite_file
 
 _engines: dict[str, sqlalchemy.engine.Engine] = {}  # an engine per URL, kept
 _connecting = threading.Lock()
@@ -49,28 +52,36 @@ def read_user_attrs(url: str, study_name: str) -> dict[str, Any] | None:
 
 
 def connect(url: str) -> sqlalchemy.engine.Connection:
-    """A connection to the database, or StorageError."""
+    """A connection to read the database, or StorageError."""
     try:
         with _connecting:
             if url not in _engines:
-                _engines[url] = sqlalchemy.create_engine(url, **engine_kwargs(parsed(url)))
+                _engines[url] = sqlalchemy.create_engine(
+                    url, **engine_kwargs(parsed(url), read_only=True))
         return _engines[url].connect()
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
-        raise StorageError(f"storage {masked(url)}: {reason(e)}") from e
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, sqlite3.Error,
+            TypeError) as e:  # TypeError: a driver given a query parameter it does not take
+        raise failure(url, e) from e
 
 
 def check_schema(url: str) -> bool:
-    """Whether the database has Optuna's tables. Refuse one whose tables another Optuna
-    version made, before RDBStorage, which would first add the tables it lacks (a corrupt or
-    unreachable one: StorageError too)."""
+    """Whether the database has Optuna's tables (False: a new one). Refuse one whose tables
+    another Optuna version made, before RDBStorage, which would first add the tables it lacks,
+    and an SQLite file of another application (a corrupt or unreachable one: StorageError
+    too)."""
     try:
         with connect(url) as connection:
-            if not sqlalchemy.inspect(connection).has_table("alembic_version"):
-                return False  # a new database
+            tables = sqlalchemy.inspect(connection).get_table_names()
+            if "alembic_version" not in tables:
+                if tables and sqlite_file(parsed(url)) is not None:
+                    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+                    raise StorageError(f"storage {masked(url)}: not an Optuna database (its "
+                                       f"tables: {shown}); nothing was changed")
+                return False  # a new database, or a server's shared with other tables
             revisions = connection.exec_driver_sql(
                 "SELECT version_num FROM alembic_version").scalars().all()
-    except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"storage {masked(url)}: {reason(e)}") from e
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as e:
+        raise failure(url, e) from e
     head, known = schema_revisions()
     if head is None or revisions == [head]:
         return True  # this Optuna's schema, or unknown here: RDBStorage checks it

@@ -1,14 +1,23 @@
-"""Storage URLs: the default one, the options of a connection, and how a URL is shown.
+"""Storage URLs: the default one, the options of a connection, how a URL is shown, and the
+files and folders made for a storage.
 
 The default storage is an SQLite file that several local processes share (opening.py), under
 the cache directory: ``HELION_CACHE_DIR``, else torch's. A URL is shown with its password
-hidden, in every message.
+hidden, in every message: ``user:***@`` and the query parameters that hold one
+(``?password=``, ``?passwd=``), in what a driver says too. What is made for a storage (the
+cache folders, a new SQLite file, artifacts) is for this user alone (0700 folders, 0600
+files), whatever the umask. An SQLite file is opened read-only to read (``mode=ro``): a
+read-only file can be listed, and its journal mode is left as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +29,8 @@ from helion_optuna.errors import StorageError
 SQLITE_BUSY_TIMEOUT_S = 60
 #: Seconds to wait for a database server to accept a connection.
 CONNECT_TIMEOUT_S = 10
+#: Query parameters of a URL that hold a password.
+SECRET_PARAMETERS = ("password", "passwd")
 
 
 def cache_home() -> Path:
@@ -48,31 +59,88 @@ def default_storage_url() -> str:
     url = os.environ.get("HELION_OPTUNA_STORAGE")
     if url:
         return url
-    path = cache_folder() / "studies.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return f"sqlite:///{cache_folder() / 'studies.db'}"
 
 
 def parsed(url: str) -> sqlalchemy.engine.URL:
     try:
-        return sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+        url_ = sqlalchemy.engine.make_url(url)
+        url_.get_dialect()  # a database and driver that SQLAlchemy knows
+        return url_
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # ValueError: a port that is no number
         raise StorageError(f"storage {masked(url)}: not an SQLAlchemy URL (e.g. "
                            "sqlite:///studies.db, postgresql://user@host/db)") from None
+    except ImportError as e:
+        raise failure(url, e) from None
 
 
-def engine_kwargs(url: sqlalchemy.engine.URL) -> dict[str, Any]:
+def sqlite_file(url: sqlalchemy.engine.URL) -> Path | None:
+    """The file of an SQLite URL; None for a server's database or an SQLite one in memory."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).absolute()
+
+
+def engine_kwargs(url: sqlalchemy.engine.URL, read_only: bool = False) -> dict[str, Any]:
+    """The options of an engine: timeouts; ``read_only``: an SQLite file opened so."""
     connect_args = {"sqlite": {"timeout": SQLITE_BUSY_TIMEOUT_S},
                     "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
                     "mysql": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    path = sqlite_file(url)
+    if read_only and path is not None and path.is_file():
+        return {"creator": _read_only(path)}
     return {"connect_args": connect_args.get(url.get_backend_name(), {})}
 
 
-def masked(url: str) -> str:
+def _read_only(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that SQLite opens read-only (``mode=ro``): no write reaches the file."""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    return lambda: sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S,
+                                   check_same_thread=False)
+
+
+def private_directory(path: Path) -> None:
+    """Create the folder ``path`` and its missing parents for this user alone (0700, whatever
+    the umask); an existing one is left as it is."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        folder.mkdir(exist_ok=True)  # another process may make it too
+        folder.chmod(0o700)
+
+
+def private_file(path: Path) -> bool:
+    """Create the empty file ``path`` (and its folder) for this user alone (0600, whatever
+    the umask); False if it exists. SQLite gives its journal files the database's mode."""
+    private_directory(path.parent)
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+    return True
+
+
+def masked(url: str) -> str:
+    """The URL with its password hidden (see above)."""
+    try:
+        url = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(rf"([?&](?:{'|'.join(SECRET_PARAMETERS)})=)[^&]*", r"\1***", url,
+                  flags=re.IGNORECASE)
+
+
+def failure(url: str, e: BaseException) -> StorageError:
+    """StorageError for what the database or its driver said when ``url`` was used (a
+    driver may quote its connection string: the passwords are hidden there too)."""
+    said = reason(e)
+    with contextlib.suppress(sqlalchemy.exc.ArgumentError, ValueError):
+        url_ = sqlalchemy.engine.make_url(url)
+        for key, value in [("", url_.password), *url_.query.items()]:
+            if key == "" or key.lower() in SECRET_PARAMETERS:
+                for secret in [value] if isinstance(value, str) else value or ():
+                    said = said.replace(secret, "***") if secret else said
+    return StorageError(f"storage {masked(url)}: {said}")
 
 
 def reason(e: BaseException) -> str:
@@ -84,4 +152,5 @@ def reason(e: BaseException) -> str:
     if isinstance(e, ImportError):
         return f"its database driver is not installed ({e.__cause__ or e})"
     lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+    line = lines[0] if lines else type(e).__name__
+    return f"the database is read-only ({line})" if "readonly database" in line else line

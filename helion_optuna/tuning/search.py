@@ -139,7 +139,7 @@ class _Search:
             return
         try:
             if decision is True:
-                records.mark_evaluation(trial, process_name())
+                records.mark_evaluation(trial, process_name(), self.shared.check)
                 internals.flush(trial)
                 self.running[self.objective.submit(config)] = trial
                 self.idle, self.evaluated = 0, True

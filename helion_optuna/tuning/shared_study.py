@@ -25,6 +25,11 @@ tuning on one study. They spend one budget of evaluations and evaluate each conf
   tuning of the study, with a choice of its own: the one case where processes can end with
   different configs is processes given different budgets at the same time (each returns
   its budget's choice; the study's ``best_config`` is that of the last to end).
+- A failure never poisons the study: a failure that may pass on another run (a timeout, a
+  crash, exhausted resources: PASSING) counts only for the processes that saw it happen; a
+  process that starts later (a later tuning) evaluates that config again when its sampler
+  proposes it. A wrong result counts only for processes that check outputs the same way (its
+  check, records.py: the reference function and tolerances).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from helion_optuna.evaluation import messages
 from helion_optuna.storage import internals, records
 from helion_optuna.storage.opening import GRACE_PERIOD_S
 from helion_optuna.storage.records import Choice
@@ -47,6 +53,10 @@ from helion_optuna.storage.records import Choice
 #: Seconds between two looks at the storage while waiting for another process to decide a
 #: trial: at first, and at most.
 POLL_S, MAX_POLL_S = 0.005, 0.2
+#: Failures that may pass on another run (a busy machine, a worker killed, a timeout too
+#: short): evaluated again by a later tuning.
+PASSING = (messages.COMPILE_TIMEOUT, messages.RUN_TIMEOUT, messages.CRASH,
+           messages.OUT_OF_RESOURCES)
 
 
 def process_name() -> str:
@@ -57,8 +67,11 @@ class SharedStudy:
     """The evaluations of a study, kept up to date from its storage (a finished trial never
     changes, so each is read once)."""
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, check: str | None = None) -> None:
+        """``check``: how this process checks outputs (fingerprint.check_id); the wrong
+        results of other checks do not count."""
         self.study = study
+        self.check = check
         self.known: dict[str, FrozenTrial] = {}  # config -> its finished evaluation
         self.running: dict[str, FrozenTrial] = {}  # config -> its running evaluation
         self.completed: list[FrozenTrial] = []  # finished evaluations that ran correctly
@@ -66,6 +79,7 @@ class SharedStudy:
         self._undecided_since: dict[int, float] = {}
         self._read: set[int] = set()  # finished trials read
         self._frontier = 0  # every trial before it is finished and read
+        self._began = False  # the first read is done: trials finished since are this tuning's
 
     @property
     def evaluations(self) -> int:
@@ -90,15 +104,24 @@ class SharedStudy:
                 self._undecided.append(trial)
         while self._frontier < len(trials) and trials[self._frontier].state.is_finished():
             self._frontier += 1
+        self._began = True
 
     def _add_finished(self, trial: FrozenTrial) -> None:
         if trial.number in self._read:
             return
         self._read.add(trial.number)
-        if records.is_evaluation(trial):
+        if records.is_evaluation(trial) and not self._retried(trial):
             self.known[records.config_key_of(trial)] = trial
             if trial.state == TrialState.COMPLETE:
                 self.completed.append(trial)
+
+    def _retried(self, trial: FrozenTrial) -> bool:
+        """A failed evaluation that this process evaluates again (see the module's
+        docstring)."""
+        failure = records.failure_of(trial)
+        if failure == messages.WRONG_RESULT:
+            return records.check_of(trial) != self.check
+        return failure in PASSING and not self._began
 
     def decide(self, trial: optuna.Trial, key: str, budget: float) -> FrozenTrial | bool:
         """Whether ``trial`` (its config's key: ``key``) evaluates its config: True, False

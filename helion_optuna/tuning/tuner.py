@@ -25,7 +25,7 @@ from helion_optuna.errors import TuningError
 from helion_optuna.evaluation.device import INTERPRETER, interpreting
 from helion_optuna.space import Config, ConfigSpace
 from helion_optuna.storage import fingerprint, records, study_note
-from helion_optuna.storage.cache import LocalAutotuneCache, cache_entry
+from helion_optuna.storage.cache import CACHES, LocalAutotuneCache, cache_entry
 from helion_optuna.storage.opening import fail_stale_trials, open_storage
 from helion_optuna.tuning.leaders import best_of_leaders
 from helion_optuna.tuning.objective import KernelObjective
@@ -121,7 +121,14 @@ def tune(
     With ``cache=None`` the study is ``study_name`` in ``storage``, in memory if neither is
     given. Processes that run the same call on one storage tune together (shared_study.py).
     ``check=False`` times configs without comparing their output with the reference's.
+
+    Arguments that cannot work raise ValueError, naming the parameter and the values it
+    takes, before anything is created.
     """
+    _check_arguments(launch=launch, args=args, space=space, reference=reference, effort=effort,
+                     n_trials=n_trials, timeout=timeout, cache=cache, storage=storage,
+                     study_name=study_name, rtol=rtol, atol=atol, timeout_s=timeout_s,
+                     seed=seed, check=check)
     budget, seconds = budget_of(effort, n_trials, timeout)
     chosen_sampler = make_sampler(sampler, seed)
     evaluation = dict(reference=reference, space=space, rtol=rtol, atol=atol,
@@ -147,7 +154,7 @@ def tune(
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(space.encode(default))  # a known-good start
-        shared = SharedStudy(study)
+        shared = SharedStudy(study, fingerprint.check_id(reference, rtol, atol))
         evaluated_here = search(shared, objective, budget, seconds)
         chosen = best_of_leaders(shared, objective, evaluated_here, budget)
     config = Config.from_dict(chosen.config)
@@ -168,6 +175,46 @@ def budget_of(effort: str, n_trials: int | None = None,
         return EFFORTS[effort]
     return (math.inf if n_trials is None else n_trials,
             math.inf if timeout is None else timeout)
+
+
+def _check_arguments(**given: Any) -> None:
+    """Refuse tune's arguments that cannot work (see tune)."""
+    def number(value: Any) -> bool:
+        return type(value) in (int, float) and math.isfinite(value)
+
+    def named(value: Any, names: Any) -> bool:
+        return isinstance(value, str) and value in names
+
+    rules = {
+        "launch": (callable, "a function launch(config, *args)"),
+        "args": (lambda v: isinstance(v, tuple | list), "a tuple or list of the arguments"),
+        "space": (lambda v: isinstance(v, ConfigSpace),
+                  "a ConfigSpace (a dict of fragments goes in ConfigSpace({...}))"),
+        "reference": (lambda v: v is None or callable(v), "a function reference(*args) or None"),
+        "effort": (lambda v: named(v, EFFORTS), f"one of {', '.join(EFFORTS)}"),
+        "n_trials": (lambda v: v is None or (type(v) is int and v > 0),
+                     "a whole number > 0, or None"),
+        "timeout": (lambda v: v is None or (number(v) and v > 0),
+                    "seconds (a number > 0), or None"),
+        "cache": (lambda v: v is None or named(v, CACHES) or isinstance(v, LocalAutotuneCache),
+                  "one of 'loose', 'strict', None, or a LocalAutotuneCache"),
+        "storage": (lambda v: v is None or isinstance(v, str | optuna.storages.BaseStorage),
+                    "a database URL, an Optuna storage, or None"),
+        "study_name": (lambda v: v is None or (isinstance(v, str) and v != ""),
+                       "a name, or None"),
+        "rtol": (lambda v: v is None or (number(v) and v >= 0), "a number >= 0, or None"),
+        "atol": (lambda v: v is None or (number(v) and v >= 0), "a number >= 0, or None"),
+        "timeout_s": (lambda v: number(v) and v > 0, "seconds (a number > 0)"),
+        "seed": (lambda v: v is None or type(v) is int, "a whole number, or None"),
+        "check": (lambda v: isinstance(v, bool), "True or False"),
+    }
+    for name, (ok, allowed) in rules.items():
+        value = given[name]
+        if not ok(value):
+            shown = repr(value) if len(repr(value)) <= 60 else f"a {type(value).__name__}"
+            raise ValueError(f"{name}: {shown} is not {allowed}")
+    if (given["rtol"] is None) != (given["atol"] is None):
+        raise ValueError("rtol and atol go together: give both or neither")
 
 
 def _default_config(launch: Callable[..., Any], args: Sequence[Any],
