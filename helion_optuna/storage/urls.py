@@ -12,7 +12,6 @@ read-only file can be listed, and its journal mode is left as it is.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
@@ -134,13 +133,22 @@ def failure(url: str, e: BaseException) -> StorageError:
     """StorageError for what the database or its driver said when ``url`` was used (a
     driver may quote its connection string: the passwords are hidden there too)."""
     said = reason(e)
-    with contextlib.suppress(sqlalchemy.exc.ArgumentError, ValueError):
-        url_ = sqlalchemy.engine.make_url(url)
-        for key, value in [("", url_.password), *url_.query.items()]:
-            if key == "" or key.lower() in SECRET_PARAMETERS:
-                for secret in [value] if isinstance(value, str) else value or ():
-                    said = said.replace(secret, "***") if secret else said
+    for secret in _passwords(url):
+        said = said.replace(secret, "***")
     return StorageError(f"storage {masked(url)}: {said}")
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords in a URL: before the host, and in the query."""
+    try:
+        parts = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return []
+    found = [parts.password]
+    for key, value in parts.query.items():  # a value, or a tuple of a repeated parameter's
+        if key.lower() in SECRET_PARAMETERS:
+            found += [value] if isinstance(value, str) else list(value)
+    return [secret for secret in found if secret]
 
 
 def reason(e: BaseException) -> str:
