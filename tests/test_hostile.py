@@ -507,9 +507,9 @@ def test_the_cache_folders_and_database_files_are_for_the_user_alone(tmp_path, s
     finally:
         os.umask(old)
     cache = tmp_path / "cache"
-    made = [cache, cache / "helion_optuna", cache / "helion_optuna" / "studies.db-artifacts"]
+    made = [cache, cache / "helion-optuna", cache / "helion-optuna" / "studies.db-artifacts"]
     assert [stat.S_IMODE(p.stat().st_mode) for p in made] == [0o700] * 3
-    files = [p for p in (cache / "helion_optuna").rglob("*") if p.is_file()]
+    files = [p for p in (cache / "helion-optuna").rglob("*") if p.is_file()]
     assert len(files) >= 4  # the database, its journal and the two trials' kernel sources
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o600}
 

@@ -117,10 +117,9 @@ def import_(args: argparse.Namespace) -> int:
            if imported.merged else "as a new study")
     dropped = sum(study_file.dropped.values())
     left_out = (f"; {dropped} attributes that helion_optuna does not define were left out "
-                "(import --check lists them)" if dropped else "")
-    if study_file.version == 1:
-        left_out += ("; a version-1 file, whose header does not say how many trials follow: "
-                     "export it again to have a file that is checked whole")
+                "(import --check lists them)" if dropped else "") + (
+        "; a version-1 file, whose header does not say how many trials follow: export it "
+        "again to have a file that is checked whole" if study_file.version == 1 else "")
     print(f"imported study {imported.study_name!r} into {label(storage)} {how}: "
           f"{imported.added} trials added{left_out}", file=sys.stderr)
     return 0
