@@ -66,12 +66,12 @@ def first_result_s(launch: object, args: tuple, options: dict, n_trials: int) ->
 
 def helion_rows(smoke: bool, n_trials: int) -> list[dict]:
     try:
-        import helion_kernels
+        import helion_race
     except ImportError:  # helion is not installed
         return []
     import helion_optuna.helion
 
-    kernel = helion_kernels.softmax
+    kernel = helion_race.softmax
     device = "cuda" if GPU else "cpu"
     rows = []
     for i, n in enumerate([256, 512] if smoke else [8192, 4096]):
