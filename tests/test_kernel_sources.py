@@ -59,7 +59,7 @@ def run(tmp_path: Path, *command: str, interpret: bool = True) -> None:
 
 def assert_sources(tmp_path: Path, defined_in: Path) -> None:
     """Every trial's artifact shows the kernel's source and where it is defined."""
-    texts = [p.read_text() for p in (tmp_path / "cache").glob("*/artifacts/*")]
+    texts = [p.read_text() for p in (tmp_path / "cache").glob("*/*artifacts/*")]
     assert len(texts) == 2
     for text in texts:
         assert f"# Triton kernel add_kernel ({defined_in}:{DEF_LINE - 1})" in text, text
