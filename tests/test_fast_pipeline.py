@@ -1,6 +1,10 @@
 """The fast pipeline: workers forked by one fork server, short screens, careful timing."""
 
 import collections
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -99,3 +103,46 @@ def test_the_final_choice_is_the_best_careful_measurement(tmp_path):
     searched = {t.params["DELAY"]: t.value for t in result.study.trials}
     assert searched[2] < searched[1]
     assert result.config["DELAY"] == 1
+
+
+def test_a_kernel_module_that_imports_helion_optuna_first_tunes(tmp_path):
+    """The fork server starts within ``import helion_optuna``, here inside the import of the
+    user's module: its workers must not see that module half-made."""
+    (tmp_path / "mykernels.py").write_text(textwrap.dedent('''
+        import helion_optuna as ho
+        import torch
+        import triton
+        import triton.language as tl
+
+        SPACE = ho.ConfigSpace({"BLOCK": ho.PowerOfTwo(32, 128)})
+
+
+        @triton.jit
+        def add_kernel(x, y, out, n, BLOCK: tl.constexpr):
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            mask = offs < n
+            tl.store(out + offs, tl.load(x + offs, mask=mask) + tl.load(y + offs, mask=mask),
+                     mask=mask)
+
+
+        def launch(config, x, y):
+            out = torch.empty_like(x)
+            add_kernel[(triton.cdiv(x.numel(), config["BLOCK"]),)](
+                x, y, out, x.numel(), BLOCK=config["BLOCK"])
+            return out
+        '''))
+    (tmp_path / "main.py").write_text(textwrap.dedent('''
+        import mykernels
+        import torch
+        import helion_optuna as ho
+
+        result = ho.tune(mykernels.launch, (torch.randn(100), torch.randn(100)),
+                         space=mykernels.SPACE, reference=lambda x, y: x + y, n_trials=2,
+                         cache=None)
+        print("tuned", result.config["BLOCK"])
+        '''))
+    env = {**os.environ, "HELION_CACHE_DIR": str(tmp_path / "cache"), "TRITON_INTERPRET": "1"}
+    proc = subprocess.run([sys.executable, "main.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tuned" in proc.stdout

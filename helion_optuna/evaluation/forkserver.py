@@ -214,6 +214,17 @@ def _serve(sock: socket.socket, preload: tuple[str, ...]) -> None:
         os._exit(0)
 
 
+def _forget_half_imported() -> None:
+    """A server forked from the caller at ``import helion_optuna`` may hold modules whose
+    import was under way then (a user's module that imports helion_optuna at its top): the
+    worker imports them afresh when it needs them, rather than use them half-made."""
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if getattr(spec, "_initializing", False) and name.partition(".")[0] not in (
+                "helion_optuna", "__main__"):
+            del sys.modules[name]
+
+
 def _worker(sock: socket.socket, module: str, name: str, path: list[str], cwd: str,
             environ: dict[str, str]) -> None:
     """In the forked child: take the caller's view of the world, run the entry, exit."""
@@ -224,6 +235,7 @@ def _worker(sock: socket.socket, module: str, name: str, path: list[str], cwd: s
         os.environ.update(environ)
         sys.path[:] = path
         os.chdir(cwd)
+        _forget_half_imported()
         getattr(importlib.import_module(module), name)(sock)
     except BaseException:
         traceback.print_exc()
