@@ -78,8 +78,8 @@ CASES = [
     (["studies", "--storage", "sqlite:///{root}/corrupt.db"],
      lambda r: (r / "corrupt.db").write_bytes(b"garbage" * 100)),
     (["studies", "--storage", "sqlite:///{root}/app.db"], lambda r: other_app(r / "app.db")),
-    (["studies", "--storage", "sqlite:///{root}/empty.db"],
-     lambda r: (r / "empty.db").write_bytes(b"")),
+    (["best", "--study", "x", "--storage", "sqlite:///{root}/empty.db"],
+     lambda r: (r / "empty.db").write_bytes(b"")),  # no studies there
     (["studies", "--storage", ""], None),
     (["best", "--storage", DB, "--study", "nope"], None),
     (["best", "--storage", DB], None),
