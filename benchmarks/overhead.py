@@ -71,17 +71,17 @@ class InstantObjective:
 
         self.space, self.in_flight, self._result = space, (os.cpu_count() or 1) + 2, Result
 
-    def submit(self, config, rep_ms: float = 0.0) -> Future:
+    def submit(self, config) -> Future:
         future: Future = Future()
         future.set_result(self._result(ms=cost(config), samples={"median": cost(config)}))
         return future
 
-    def evaluate(self, configs, rep_ms: float = 0.0) -> list:
+    def evaluate(self, configs) -> list:
         return [self.submit(c).result() for c in configs]
 
     retime = evaluate
 
-    def time_reference(self, rep_ms: float = 0.0) -> None:
+    def time_reference(self) -> None:
         return None  # no reference function
 
     def __enter__(self):

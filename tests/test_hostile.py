@@ -194,11 +194,11 @@ class Failing(tuning_script.InstantObjective):
         super().__init__(launch, args, space=space)
         self.failed = type(self).failure(reference, options)
 
-    def submit(self, config, rep_ms: float = 0.0):
+    def submit(self, config):
         type(self).evaluations += 1
         if self.failed:
             return self._pool.submit(lambda: Result(failure=self.failed, message="failed"))
-        return super().submit(config, rep_ms)
+        return super().submit(config)
 
 
 @pytest.fixture

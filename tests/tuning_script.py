@@ -65,19 +65,19 @@ class InstantObjective:
         self.space, self.in_flight = space, 4
         self._pool = ThreadPoolExecutor(self.in_flight)
 
-    def submit(self, config, rep_ms: float = 0.0) -> Future:
+    def submit(self, config) -> Future:
         def run() -> Result:
             time.sleep(EVAL_S)
             return Result(ms=cost(config), samples={"median": cost(config)})
         return self._pool.submit(run)
 
-    def evaluate(self, configs, rep_ms: float = 0.0) -> list:
+    def evaluate(self, configs) -> list:
         return [self.submit(c).result() for c in configs]
 
-    def retime(self, configs, rep_ms: float = 0.0) -> list:
+    def retime(self, configs) -> list:
         return [Result(ms=cost(c) * random.uniform(0.5, 1.5)) for c in configs]
 
-    def time_reference(self, rep_ms: float = 0.0) -> None:
+    def time_reference(self) -> None:
         return None  # no reference function
 
     def __enter__(self):
@@ -94,7 +94,7 @@ def source_of(config) -> str:
 class SourcedObjective(InstantObjective):
     """Answers at once, with a kernel source, as KernelObjective's results have."""
 
-    def submit(self, config, rep_ms: float = 0.0) -> Future:
+    def submit(self, config) -> Future:
         future: Future = Future()
         future.set_result(Result(ms=cost(config), samples={"median": cost(config)},
                                  code=source_of(config)))
