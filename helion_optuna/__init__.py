@@ -24,7 +24,9 @@ from helion_optuna.space import (
     PowerOfTwo,
 )
 from helion_optuna.storage.cache import LocalAutotuneCache, StrictLocalAutotuneCache
+from helion_optuna.tuning.export import ExportedConfigs, export_configs
 from helion_optuna.tuning.objective import KernelObjective
+from helion_optuna.tuning.sweep import Sweep, sweep
 from helion_optuna.tuning.tuner import TuneResult, sampler, tune
 
 __version__ = "0.1.0"
@@ -35,6 +37,7 @@ __all__ = [
     "Config",
     "ConfigSpace",
     "Enum",
+    "ExportedConfigs",
     "Fragment",
     "Integer",
     "InvalidConfig",
@@ -45,9 +48,12 @@ __all__ = [
     "PowerOfTwo",
     "StorageError",
     "StrictLocalAutotuneCache",
+    "Sweep",
     "TuneResult",
     "autotune",
+    "export_configs",
     "sampler",
+    "sweep",
     "tune",
 ]
 

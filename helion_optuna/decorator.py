@@ -39,6 +39,7 @@ def autotune(
     atol: float | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
+    seeds: Sequence[Any] = (),
 ) -> Callable[[Any], Autotuned]:
     """Decorate a ``@triton.jit`` kernel: ``kernel[grid](*args)`` tunes once per value of
     ``key`` (argument names; the dtypes of tensor arguments always count), then launches
@@ -48,13 +49,16 @@ def autotune(
     ``timeout`` replace the effort's budget, as in :func:`helion_optuna.tune`. ``cache``
     ("loose", "strict" or None) and ``storage`` keep the results across runs, as in
     :func:`helion_optuna.tune`, keyed by the kernel, its grid and ``key``'s values.
+    ``seeds`` (``triton.Config`` s or Configs) are evaluated first, as in
+    :func:`helion_optuna.tune`: pass your ``triton.autotune`` list and a space around it.
+    With a list of configs as the space, each seed is one of the list.
     """
     check_cache_option(cache)
 
     def decorate(kernel: Any) -> Autotuned:
         return Autotuned(kernel, space, tuple(key), dict(
             effort=effort, sampler=sampler, rtol=rtol, atol=atol, n_trials=n_trials,
-            timeout=timeout), reference, cache, storage)
+            timeout=timeout, seeds=seeds), reference, cache, storage)
     return decorate
 
 
@@ -79,6 +83,9 @@ class Autotuned:
             if name in FIELDS and name not in _LAUNCH_OPTIONS:
                 raise InvalidConfig(f"{name}: a Helion Config field, which a Triton kernel "
                                     "does not take; name the kernel's constexprs instead")
+        if self.configs and options["seeds"]:  # a seed is an index of the list
+            options = {**options, "seeds": [self._index(s, i)
+                                            for i, s in enumerate(options["seeds"])]}
         self.key, self.options, self.reference = key, options, reference
         self.cache, self.storage = cache, storage
         self.best: dict[tuple, Config] = {}
@@ -126,6 +133,14 @@ class Autotuned:
         bound = {**dict(zip(self.arg_names, args, strict=False)), **kwargs}
         dtypes = tuple(str(v.dtype) for v in bound.values() if hasattr(v, "dtype"))
         return tuple(bound[k] for k in self.key) + dtypes
+
+    def _index(self, seed: Any, i: int) -> Config:
+        config = _as_config(seed) if isinstance(seed, Config) or hasattr(seed, "kwargs") \
+            else None  # a Config, or a triton.Config
+        if config not in self.configs:
+            raise InvalidConfig(f"seeds[{i}]: {seed!r} is not one of the list of configs "
+                                "that the kernel is tuned over")
+        return Config(config=self.configs.index(config))
 
     def _chosen(self, config: Config) -> Config:
         return self.configs[config["config"]] if self.configs else config

@@ -151,7 +151,7 @@ def test_tune_an_autotune_kernel_of_a_script_then_a_worker_finds_it_tuned(script
     assert study.user_attrs[JOB] == {
         "target": "kernels.py:double_in_place", "inputs": "grid_and_inputs", "space": None,
         "effort": None, "sampler": "random", "n_trials": 3, "timeout": None,
-        "reference": None, "rtol": None, "atol": None}
+        "reference": None, "rtol": None, "atol": None, "index": None}
     assert len(evaluations(study)) == 3  # the command's budget, not the decorator's 50
     assert Config.from_json(out).config == study.user_attrs["best_config"]
     assert f"{study.user_attrs['best_ms']:.4f} ms" in err
@@ -294,6 +294,7 @@ def test_a_recorded_job_is_checked_field_by_field():
                          ({**job.to_json(), "n_trials": "4"}, "n_trials is '4', not a positive"),
                          ({**job.to_json(), "effort": "max"}, "effort is 'max', not one of"),
                          ({**job.to_json(), "rtol": 0.1}, "rtol and atol go together"),
+                         ({**job.to_json(), "index": -1}, "index is -1, not a whole number"),
                          ([1], "not a JSON object")):
         with pytest.raises(JobError, match=re.escape(message)):
             Job.from_json(bad)

@@ -56,6 +56,9 @@ NOT_RECORDS = {
     ("helion_optuna/helion/hooks.py", records.SAMPLER): (1, "tune's option"),
     ("helion_optuna/helion/searches.py", records.SAMPLER): (1, "tune's option"),
     ("helion_optuna/helion/log.py", records.CONFIG): (1, "a column of Helion's autotune log"),
+    ("helion_optuna/tuning/tuner.py", records.SEED): (1, "tune's option, the sampler's seed"),
+    ("helion_optuna/helion/settings.py", records.SEED): (1, "tune's option"),
+    ("helion_optuna/helion/searches.py", records.SEED): (1, "tune's option"),
 }
 
 

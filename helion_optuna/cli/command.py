@@ -21,25 +21,23 @@ import sqlalchemy
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from helion_optuna.cli import dashboard, gpu_workers, plots
+from helion_optuna.cli import (
+    dashboard,
+    export_configs,
+    gpu_workers,
+    plots,
+    study_files,
+    sweeping,
+)
 from helion_optuna.cli.job import Job, Tuning, joined
 from helion_optuna.errors import HelionOptunaError, NoStudies, TuningError
 from helion_optuna.space import Config
 from helion_optuna.storage import artifacts, fingerprint, internals, records, schema
 from helion_optuna.storage.opening import (
     default_storage_url,
-    is_new,
     label,
     open_storage,
     study_id,
-)
-from helion_optuna.storage.study_file import (
-    Plan,
-    StudyFile,
-    export_study,
-    import_study,
-    plan_import,
-    read_study_file,
 )
 from helion_optuna.storage.urls import failure, masked
 from helion_optuna.tuning.tuner import EFFORTS, SAMPLERS
@@ -93,56 +91,6 @@ def best(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(config.to_json())
     return 0
-
-
-def export(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage, create=False)
-    n = export_study(storage, args.study, args.file)
-    print(f"exported study {args.study!r} ({n} trials) from {label(storage)} to {args.file}",
-          file=sys.stderr)
-    return 0
-
-
-def import_(args: argparse.Namespace) -> int:
-    study_file = read_study_file(args.file)  # the whole file is checked before anything
-    url = args.storage or default_storage_url()
-    # Refused (another key, ...): decided on the storage opened to read, which writes nothing.
-    plan = plan_import(None if is_new(url) else open_storage(url, create=False), study_file)
-    if args.check:
-        _describe(study_file, plan, url)
-        return 0
-    storage = open_storage(url)
-    imported = import_study(storage, study_file)
-    how = ("merged into the study of the same key there (which keeps its own attributes)"
-           if imported.merged else "as a new study")
-    dropped = sum(study_file.dropped.values())
-    left_out = (f"; {dropped} attributes that helion_optuna does not define were left out "
-                "(import --check lists them)" if dropped else "") + (
-        "; a version-1 file, whose header does not say how many trials follow: export it "
-        "again to have a file that is checked whole" if study_file.version == 1 else "")
-    print(f"imported study {imported.study_name!r} into {label(storage)} {how}: "
-          f"{imported.added} trials added{left_out}", file=sys.stderr)
-    return 0
-
-
-def _describe(study_file: StudyFile, plan: Plan, url: str) -> None:
-    """What ``import --check`` says: what the file holds, what importing it would add, and
-    what it would leave out."""
-    key = fingerprint.summary(records.cache_key_of(study_file.user_attrs))
-    evaluations = sum(records.is_marked(t) for t in study_file.trials)
-    ended = "tuned to an end" if records.is_finished(study_file.user_attrs) else "not ended"
-    print(f"{study_file.path}: study {study_file.study_name!r} (kernel {key.kernel}, "
-          f"{key.device}, {key.arguments}), {ended}: {len(study_file.trials)} trials, "
-          f"{evaluations} evaluations, {sum(map(len, study_file.sources))} kernel sources")
-    what = (f"merged into the study of the same key there, adding {len(plan.added)} trials "
-            "(the evaluations of the configs it lacks)" if plan.merged
-            else f"a new study of {len(plan.added)} trials")
-    print(f"import into {masked(url)}: {what}")
-    if study_file.dropped:
-        print("left out (attributes that helion_optuna does not define):")
-        for name, count in sorted(study_file.dropped.items()):
-            print(f"  {name}: {count} time{'s' if count > 1 else ''}")
-    print("nothing was written (--check)")
 
 
 def serve_dashboard(args: argparse.Namespace) -> int:
@@ -206,9 +154,12 @@ def tune(args: argparse.Namespace) -> int:
         print("helion-optuna tune: give --rtol and --atol together", file=sys.stderr)
         return 2
     devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
-    tuning = Tuning(Job(args.target, args.inputs, args.space, args.effort, args.sampler,
-                        args.n_trials, args.timeout, args.reference, args.rtol, args.atol),
-                    args.storage)
+    tunings = Tuning.each(Job(args.target, args.inputs, args.space, args.effort, args.sampler,
+                              args.n_trials, args.timeout, args.reference, args.rtol,
+                              args.atol), args.storage)
+    if len(tunings) > 1:  # INPUTS returned several argument sets
+        return sweeping.run(tunings, devices)
+    (tuning,) = tunings
     if tuning.is_hit():
         print(f"{args.target}: a cache hit, study {tuning.study_name!r}: tuned before with at "
               "least this budget, nothing is compiled or timed", file=sys.stderr)
@@ -281,12 +232,12 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "best": (best, "print a study's best config as JSON (Config.load and helion.Config.load "
                    "read it)",
              [(("--study",), {"required": True, "help": "the study's name"})]),
-    "export": (export, "write a study (trials, attributes, cache key) to a new JSON-lines "
-                       "file",
+    "export": (study_files.export, "write a study (trials, attributes, cache key) to a new "
+                                   "JSON-lines file",
                [(("--study",), {"required": True, "help": "the study's name"}),
                 (("file",), {"metavar": "FILE", "help": "the file to write"})]),
-    "import": (import_, "add a study from an exported file; a study of the same cache key "
-                        "merges, one of another key is never changed",
+    "import": (study_files.import_, "add a study from an exported file; a study of the same "
+                                    "cache key merges, one of another key is never changed",
                [(("file",), {"metavar": "FILE", "help": "the file that export wrote"}),
                 (("--check",), {"action": "store_true",
                                 "help": "write nothing: say what the file holds, what "
@@ -342,6 +293,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                                                "storage's file, else a folder of the "
                                                "database in <HELION_CACHE_DIR>/"
                                                "helion-optuna)"})]),
+    "export-configs": export_configs.COMMAND,
     "plot": (plot, "draw a study's optimization history, parameter importances and time of "
                    "each config by sampler into an HTML page or a PNG image",
              [(("--study",), {"required": True, "help": "the study's name"}),

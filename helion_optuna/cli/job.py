@@ -10,6 +10,11 @@ tuning options. KERNEL is one of:
 - a launch function ``launch(config, *args)`` as ``helion_optuna.tune`` takes, with SPACE
   naming a ConfigSpace of the script: INPUTS() returns ``args``.
 
+INPUTS() may also return several argument sets: a list of them (a list whose items are all
+tuples or lists; for an @autotune kernel, all ``(grid, args)`` pairs). ``tune`` then tunes
+each in turn, a sweep (tuning/sweep.py), and each set's study records the job with the
+set's ``index``.
+
 REFERENCE, if given, names a function of the script that computes the expected output from
 the args (for an @autotune kernel, in place); otherwise the kernel's reference checks, if it
 has one, else the output of the default config.
@@ -71,6 +76,7 @@ class Job:
     reference: str | None = None
     rtol: float | None = None
     atol: float | None = None
+    index: int | None = None  # which of the argument sets that INPUTS returns, if several
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,7 +100,8 @@ class Job:
                   "effort": (tuner.EFFORTS.__contains__, f"one of {', '.join(tuner.EFFORTS)}"),
                   "sampler": (tuner.SAMPLERS.__contains__, f"one of {', '.join(tuner.SAMPLERS)}"),
                   "n_trials": (lambda v: type(v) is int and v > 0, "a positive integer"),
-                  "timeout": number}
+                  "timeout": number,
+                  "index": (lambda v: type(v) is int and v >= 0, "a whole number >= 0")}
         for name, (ok, allowed) in checks.items():
             if getattr(job, name) is not None and not ok(getattr(job, name)):
                 raise JobError(f"job: {name} is {getattr(job, name)!r}, not {allowed} or null")
@@ -107,17 +114,29 @@ class Tuning:
     """A job made ready in this process: its script imported, its inputs made, its study
     (the cache entry of the tuning) known. ``storage``: a URL, default as everywhere."""
 
-    def __init__(self, job: Job, storage: str | None = None) -> None:
+    def __init__(self, job: Job, storage: str | None = None, made: Any = None) -> None:
+        """``made``: what INPUTS() returned, if called already."""
         self.job = job
         self.storage_url = storage or default_storage_url()
-        source, _, name = job.target.rpartition(":")
-        module = import_target(source)
-        kernel = _attribute(module, name, "KERNEL")
-        inputs = _attribute(module, job.inputs, "--inputs")
+        module, kernel = _kernel(job)
+        if made is None:
+            made = _call(_attribute(module, job.inputs, "--inputs"), job.inputs)
         space = job.space and _attribute(module, job.space, "--space")
         reference = job.reference and _attribute(module, job.reference, "--reference")
         self.cache, self._run, self._shown, self._budget = _plan(
-            job, self.storage_url, kernel, inputs, space, reference)
+            job, self.storage_url, kernel, _one(made, job, isinstance(kernel, Autotuned)),
+            space, reference)
+
+    @classmethod
+    def each(cls, job: Job, storage: str | None = None) -> list[Tuning]:
+        """The tuning of each argument set that the job's INPUTS returns, in order (one if
+        it returns one)."""
+        module, kernel = _kernel(job)
+        made = _call(_attribute(module, job.inputs, "--inputs"), job.inputs)
+        sets = _several(made, isinstance(kernel, Autotuned))
+        if sets is None:
+            return [cls(job, storage, made)]
+        return [cls(dataclasses.replace(job, index=i), storage, made) for i in range(len(sets))]
 
     @property
     def study_name(self) -> str:
@@ -137,17 +156,26 @@ class Tuning:
         """Tune here, or with ``devices``, in one ``helion-optuna worker`` process per
         device (gpu_workers.py); return the study's best config and its time."""
         if devices is None:
-            try:
-                result = self._run()
-            except TuningError as e:  # no config ran correctly, ...
-                raise JobError(f"tuning failed: {e}") from e
-            return self._shown(result.config), result.ms
+            result = self.tune()
+            return self.shown(result.config), result.ms
         run_workers(self.storage_url, self.study_name, devices)
         attrs = study_user_attrs(self.storage_url, self.study_name)
         best_config, ms = records.best_config_of(attrs), records.best_ms_of(attrs)
         if best_config is None:
             raise JobError(f"study {self.study_name!r}: the workers ended without a best config")
-        return self._shown(Config.from_dict(best_config)), math.nan if ms is None else ms
+        return self.shown(Config.from_dict(best_config)), math.nan if ms is None else ms
+
+    def tune(self) -> tuner.TuneResult:
+        """Tune here."""
+        try:
+            return self._run()
+        except TuningError as e:  # no config ran correctly, ...
+            raise JobError(f"tuning failed: {e}") from e
+
+    def shown(self, config: Config) -> Config:
+        """The config to show for the tuned one: for an @autotune kernel over a list of
+        configs, the config of the list that the tuned index names."""
+        return self._shown(config)
 
     def describe(self, ms: float) -> str:
         note = " (Triton interpreter: the time means nothing)" if interpreting() else ""
@@ -224,7 +252,13 @@ def _attribute(module: ModuleType, name: str, what: str) -> Any:
             from None
 
 
-def _plan(job: Job, storage: str, kernel: Any, inputs: Any, space: Any,
+def _kernel(job: Job) -> tuple[ModuleType, Any]:
+    source, _, name = job.target.rpartition(":")
+    module = import_target(source)
+    return module, _attribute(module, name, "KERNEL")
+
+
+def _plan(job: Job, storage: str, kernel: Any, made: Any, space: Any,
           reference: Any) -> _Plan:
     """The cache entry of the job's tuning, the call that tunes, and the config to show for
     the one it finds."""
@@ -242,17 +276,17 @@ def _plan(job: Job, storage: str, kernel: Any, inputs: Any, space: Any,
         raise JobError(f"--space: {name} is a kernel with a space of its own; --space is for "
                        "a launch function")
     if isinstance(kernel, Autotuned):
-        return _autotuned(kernel, _made(inputs, job.inputs, with_grid=True), reference,
+        return _autotuned(kernel, _checked(made, job.inputs, with_grid=True), reference,
                           storage, options)
     if _is_helion(kernel):
-        return _helion(kernel, _made(inputs, job.inputs), reference, storage, options)
+        return _helion(kernel, _checked(made, job.inputs), reference, storage, options)
     if space is None or not callable(kernel):
         raise JobError(f"KERNEL: {name} ({type(kernel).__name__}) is neither an "
                        "@helion_optuna.autotune nor a @helion.kernel kernel; for a launch "
                        "function launch(config, *args), give --space NAME (its ConfigSpace)")
     if not isinstance(space, ConfigSpace):
         raise JobError(f"--space: {job.space} is a {type(space).__name__}, not a ConfigSpace")
-    args = _made(inputs, job.inputs)
+    args = _checked(made, job.inputs)
     cache = cache_entry("loose", kernel, args, space, storage)
     return cache, lambda: tuner.tune(kernel, args, space=space, reference=reference,
                                      cache=cache, storage=storage, **options), _same, _budget(
@@ -283,14 +317,42 @@ def _helion(kernel: Any, args: tuple, reference: Any, storage: str,
         options.get("effort") or kernel.settings.autotune_effort, options)
 
 
-def _made(inputs: Any, name: str, with_grid: bool = False) -> Any:
-    """What the INPUTS function returns, checked: args, or (grid, args)."""
+def _call(inputs: Any, name: str) -> Any:
+    """What the INPUTS function returns."""
     if not callable(inputs):
         raise JobError(f"--inputs: {name} is a {type(inputs).__name__}, not a function")
     try:
-        made = inputs()
+        return inputs()
     except Exception as e:
         raise JobError(f"--inputs: {name}() failed: {type(e).__name__}: {e}") from e
+
+
+def _several(made: Any, with_grid: bool) -> list | None:
+    """The argument sets, if INPUTS returned several (see the module's docstring)."""
+    def one(item: Any) -> bool:
+        return isinstance(item, tuple | list) and (not with_grid or (
+            len(item) == 2 and isinstance(item[1], tuple | list)))
+
+    several = isinstance(made, list) and made and all(map(one, made))
+    return made if several else None
+
+
+def _one(made: Any, job: Job, with_grid: bool) -> Any:
+    """The job's argument set, of what INPUTS returned."""
+    sets = _several(made, with_grid)
+    if job.index is None and sets is not None:
+        raise JobError(f"--inputs: {job.inputs}() returned {len(sets)} argument sets: tune "
+                       "them with helion-optuna tune, which tunes each")
+    if job.index is None:
+        return made
+    if sets is None or job.index >= len(sets):
+        raise JobError(f"job: index {job.index}, but --inputs {job.inputs}() returned "
+                       f"{'one argument set' if sets is None else f'{len(sets)} sets'}")
+    return sets[job.index]
+
+
+def _checked(made: Any, name: str, with_grid: bool = False) -> Any:
+    """An argument set, checked: args, or (grid, args)."""
     if with_grid:
         if not (isinstance(made, tuple | list) and len(made) == 2
                 and isinstance(made[1], tuple | list)):

@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage
 
 from helion_optuna.errors import InvalidConfig, StorageError
 from helion_optuna.space import Config, ConfigSpace
-from helion_optuna.storage import fingerprint, records
+from helion_optuna.storage import fingerprint, history, records
 from helion_optuna.storage.opening import label, open_storage, study_user_attrs
 
 
@@ -82,6 +82,11 @@ class LocalAutotuneCache:
                 f"study_name: study {self.study_name!r} in {label(self.storage)} holds results "
                 f"for another key (it differs in {', '.join(differ)}); name another study")
         return study
+
+    def neighbours(self) -> list[history.Neighbour]:
+        """The finished studies of the same kernel in this storage, nearest to this key
+        first (history.py): where the prior of its tuning comes from."""
+        return history.neighbours(self._storage, self.key, self.study_name)
 
     def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         return optuna.load_study(study_name=self.study_name, storage=self.storage,

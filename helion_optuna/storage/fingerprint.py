@@ -12,7 +12,8 @@ Helpers the launch function calls are not part of it.
 A key is ``{"kernel": name, "source": digest, "device": ..., "arguments": [...], "space":
 {...}}`` (plus ``versions`` when strict, and what a front end adds, e.g. ``helion``): the
 format of every study written so far. :func:`summary` reads it back for the command line and
-the study note.
+the study note; :func:`nearness` says how much another key's best configs tell about this
+one's (the prior of a tuning, tuning/prior.py).
 """
 
 from __future__ import annotations
@@ -66,6 +67,57 @@ def differences(ours: dict[str, Any], theirs: Any) -> list[str]:
     if not isinstance(theirs, dict):
         return [f"all: theirs is {type(theirs).__name__}, not a key"]
     return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+
+
+def nearness(ours: dict[str, Any], theirs: Any) -> tuple[int, float] | None:
+    """How near the key ``theirs`` (a study's, read from a database) is to ``ours``, nearest
+    first, for the prior of a tuning: None where its best configs say nothing about ours
+    (another kernel name or device, arguments of another structure: another count, rank or
+    kind of value); else (tier, distance). The tier is 0 for the same kernel source and 1
+    for another (the kernel was edited since: its tunings still count, after every tuning of
+    this source). The distance is Euclidean over the arguments' numbers, sizes and scalars
+    alike, each as log2 (a size that doubles adds 1), plus 1 for each other difference (a
+    dtype, a memory layout, a flag). The space and the settings do not count: a config
+    counts if it is in this tuning's space."""
+    if not (isinstance(theirs, dict) and theirs.get("kernel") == ours["kernel"]
+            and theirs.get("device") == ours["device"]):
+        return None
+    try:
+        mine, other = _features(ours["arguments"]), _features(theirs.get("arguments"))
+    except (RecursionError, TypeError, ValueError):
+        return None
+    if _structure(mine) != _structure(other):
+        return None
+    squares = sum((a - b) ** 2 for (kind, a), (_, b) in zip(mine, other, strict=True)
+                  if kind == "number")
+    differences = sum(a != b for (kind, a), (_, b) in zip(mine, other, strict=True)
+                      if kind != "number")
+    return int(theirs.get("source") != ours["source"]), math.sqrt(squares) + differences
+
+
+def _structure(features: list[tuple[str, Any]]) -> list[Any]:
+    return [(kind, value if kind in ("list", "dict") else None) for kind, value in features]
+
+
+def _features(described: Any) -> list[tuple[str, Any]]:
+    """(kind, value) for each part of described arguments (:func:`describe`), in order: a
+    number as log2, anything else as it is, a tensor as its sizes, dtype, device and the
+    order of its strides (its layout)."""
+    if isinstance(described, dict) and {"dtype", "shape", "stride"} <= described.keys():
+        shape, stride = described["shape"], described["stride"]
+        if not (isinstance(shape, list) and isinstance(stride, list)):
+            raise TypeError("a malformed tensor")
+        layout = sorted(range(len(stride)), key=lambda i: stride[i])
+        return [*_features(shape), ("dtype", described["dtype"]),
+                ("device", described.get("device")), ("layout", layout)]
+    if isinstance(described, list):
+        return [("list", len(described))] + [f for v in described for f in _features(v)]
+    if isinstance(described, dict):
+        return [("dict", sorted(described))] + [
+            f for k in sorted(described) for f in _features(described[k])]
+    if type(described) in (int, float) and math.isfinite(described):
+        return [("number", math.copysign(math.log2(1 + abs(described)), described))]
+    return [(type(described).__name__, described)]
 
 
 class Summary(NamedTuple):

@@ -43,8 +43,8 @@ from helion_optuna.storage.urls import (
 )
 
 __all__ = ["GRACE_PERIOD_S", "HEARTBEAT_INTERVAL_S", "StorageError", "default_storage_url",
-           "exists", "fail_stale_trials", "is_new", "label", "open_storage", "study_id",
-           "study_user_attrs"]
+           "exists", "fail_stale_trials", "is_new", "label", "open_storage", "studies_user_attrs",
+           "study_id", "study_user_attrs"]
 
 #: Seconds between two heartbeats of a running trial.
 HEARTBEAT_INTERVAL_S = 2
@@ -106,6 +106,22 @@ def study_user_attrs(storage: str | BaseStorage | None, study_name: str) -> dict
         return opened.get_study_user_attrs(opened.get_study_id_from_name(study_name))
     except KeyError:
         return {}
+
+
+def studies_user_attrs(storage: str | BaseStorage | None,
+                       keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The user attributes named ``keys`` of every study in a storage (as for
+    :func:`study_user_attrs`: a URL's database in one query where it can), by study name;
+    {} for a database that does not exist yet."""
+    if storage is None or isinstance(storage, str):
+        url = storage or default_storage_url()
+        if not exists(url):
+            return {}
+        attrs = sql.read_all_user_attrs(url, keys)
+        if attrs is not None:
+            return attrs
+    return {s.study_name: {k: v for k, v in s.user_attrs.items() if k in keys}
+            for s in open_storage(storage).get_all_studies()}
 
 
 def study_id(storage: BaseStorage, study_name: str) -> int:

@@ -27,6 +27,10 @@ Trial user attributes (optuna-dashboard shows them with each trial):
 ``duplicate_of``     the number of the trial that evaluated the same config
 ``helion_repaired``  what Helion's normalization changed: ``{key: {"asked", "kept"}}``
 ``helion_rejected``  why Helion rejects the config
+``origin``           where the config came from: ``seed`` (given to the tuning),
+                     ``prior:<study>`` (a leader of that study, an earlier tuning of the
+                     kernel: tuning/prior.py), ``default_config`` (the space's default),
+                     ``sampler`` (the sampler's proposal)
 ===================  ========================================================================
 
 Trial system attributes ``helion_optuna:evaluation`` (the evaluation mark): the trial
@@ -36,8 +40,10 @@ reference function and tolerances, fingerprint.check_id), so that a wrong result
 for tunings that check the same way.
 
 Study user attributes (the cache entry): ``cache_key`` (the full key, fingerprint.py); once a
-tuning has ended ``best_config`` (a JSON object), ``best_ms``, ``reference_ms`` and
-``finished`` (``{"budget": N}``, null for no limit); ``job``, the job of ``helion-optuna
+tuning has ended ``best_config`` (a JSON object), ``best_ms``, ``reference_ms``,
+``leaders`` (the configs of the leaders timed again at the end, fastest first: what the
+next tunings of the kernel for other keys start from) and ``finished`` (``{"budget": N}``,
+null for no limit); ``job``, the job of ``helion-optuna
 tune``. Study system attribute ``helion_optuna:choice:<budget>``: the final choice of the
 tuning of that budget (shared_study.py). A trial's kernel source is its artifact
 ``triton_code.py``.
@@ -68,6 +74,13 @@ FAILURE_MESSAGE = "failure_message"
 DUPLICATE_OF = "duplicate_of"
 HELION_REPAIRED = "helion_repaired"
 HELION_REJECTED = "helion_rejected"
+ORIGIN = "origin"
+# The values of ORIGIN: a config given to the tuning, a leader of an earlier study (the
+# prefix, then the study's name), the space's default config, the sampler's proposal.
+SEED = "seed"
+PRIOR = "prior:"
+DEFAULT_CONFIG = "default_config"
+SAMPLED = "sampler"
 # The tuner's failures (values of FAILURE).
 REJECTED = "rejected"
 OVER_BUDGET = "over_budget"
@@ -80,6 +93,7 @@ CACHE_KEY = "cache_key"
 BEST_CONFIG = "best_config"
 BEST_MS = "best_ms"
 REFERENCE_MS = "reference_ms"
+LEADERS = "leaders"
 FINISHED = "finished"
 JOB = "job"
 # Study system attribute (a prefix; the budget follows).
@@ -91,9 +105,10 @@ SOURCE_MIMETYPE = "text/plain; charset=utf-8"
 
 #: Every key above, for tests/test_layout.py.
 KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, SCREENED, FAILURE,
-        FAILURE_MESSAGE, DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, REJECTED,
-        OVER_BUDGET, UNRESOLVED, EVALUATION, CHECK, CACHE_KEY, BEST_CONFIG, BEST_MS,
-        REFERENCE_MS, FINISHED, JOB, CHOICE, SOURCE_FILENAME)
+        FAILURE_MESSAGE, DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, ORIGIN, SEED, PRIOR,
+        DEFAULT_CONFIG, SAMPLED, REJECTED, OVER_BUDGET, UNRESOLVED, EVALUATION, CHECK,
+        CACHE_KEY, BEST_CONFIG, BEST_MS, REFERENCE_MS, LEADERS, FINISHED, JOB, CHOICE,
+        SOURCE_FILENAME)
 
 Trial = optuna.trial.BaseTrial | FrozenTrial
 _ABSENT: Any = object()
@@ -200,6 +215,28 @@ def evaluated_elsewhere(config: AConfig, ms: float | None, failure: str | None,
         user_attrs=attrs, system_attrs={EVALUATION: process})
 
 
+def origin_attrs(origin: str) -> dict[str, str]:
+    """The user attributes that mark an enqueued trial (``study.enqueue_trial(params,
+    user_attrs=...)``) with its origin: SEED, DEFAULT_CONFIG or :func:`prior_origin`."""
+    return {ORIGIN: origin}
+
+
+def prior_origin(study_name: str) -> str:
+    return PRIOR + study_name
+
+
+def set_sampled(trial: optuna.trial.BaseTrial) -> None:
+    """Mark the trial as the sampler's proposal, unless it was enqueued with an origin."""
+    if ORIGIN not in trial.user_attrs:
+        trial.set_user_attr(ORIGIN, SAMPLED)
+
+
+def origin_of(trial: Trial) -> str:
+    """The trial's origin (see the module's docstring), or "unknown" (an older version's)."""
+    origin = trial.user_attrs.get(ORIGIN)
+    return origin if isinstance(origin, str) else "unknown"
+
+
 def set_duplicate_of(trial: optuna.trial.BaseTrial, number: int) -> None:
     trial.set_user_attr(DUPLICATE_OF, number)
 
@@ -256,14 +293,18 @@ def set_cache_key(study: optuna.Study, key: dict[str, Any]) -> None:
 
 
 def set_best(study: optuna.Study, config: AConfig, ms: float | None,
-             budget: float | None = None, reference_ms: float | None = _ABSENT) -> None:
+             budget: float | None = None, reference_ms: float | None = _ABSENT,
+             leaders: list[dict[str, Any]] | None = None) -> None:
     """Record the study's answer: ``config``, its time, and the budget of the tuning that
     chose it (None or infinite: no limit), which makes the study a cache hit for tunings of
-    that budget or less; with the reference function's time if given."""
-    study.set_user_attr(BEST_CONFIG, json.loads(config.to_json()))
+    that budget or less; with the reference function's time if given, and the leaders'
+    configs, fastest first (by default ``config`` alone)."""
+    best = json.loads(config.to_json())
+    study.set_user_attr(BEST_CONFIG, best)
     study.set_user_attr(BEST_MS, ms)
     if reference_ms is not _ABSENT:
         study.set_user_attr(REFERENCE_MS, reference_ms)
+    study.set_user_attr(LEADERS, [best] if leaders is None else leaders)
     limit = None if budget is None or math.isinf(budget) else budget
     study.set_user_attr(FINISHED, {"budget": limit})
 
@@ -274,6 +315,16 @@ def best_config_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def best_ms_of(attrs: Mapping[str, Any]) -> float | None:
     return attrs.get(BEST_MS)
+
+
+def leaders_of(attrs: Mapping[str, Any]) -> list[Any]:
+    """The leaders' configs, fastest first, as recorded (unchecked: read from a database
+    that others may write); else the best config alone; else []."""
+    leaders = attrs.get(LEADERS)
+    if isinstance(leaders, list):
+        return leaders
+    best = attrs.get(BEST_CONFIG)
+    return [] if best is None else [best]
 
 
 def reference_ms_of(attrs: Mapping[str, Any]) -> float | None:

@@ -99,6 +99,8 @@ STUDY_USER: dict[str, Rule] = {
     records.BEST_MS: _TIME,
     records.REFERENCE_MS: _TIME,
     records.FINISHED: (_finished, '{"budget": a whole number >= 0 or null}'),
+    records.LEADERS: (lambda v: isinstance(v, list) and all(map(_config, v)),
+                      "a list of Configs (JSON objects)"),
 }
 #: Study system attributes, by prefix: the final choice of each budget's tuning.
 STUDY_SYSTEM_PREFIXES: dict[str, Rule] = {
@@ -119,6 +121,7 @@ TRIAL_USER: dict[str, Rule] = {
     records.DUPLICATE_OF: (_whole, "a trial number"),
     records.HELION_REPAIRED: (lambda v: isinstance(v, dict), "an object"),
     records.HELION_REJECTED: _TEXT,
+    records.ORIGIN: _TEXT,
 }
 #: Trial system attributes: the evaluation mark and check, and the role that our
 #: differential evolution gave the trial.

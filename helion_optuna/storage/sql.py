@@ -51,6 +51,33 @@ def read_user_attrs(url: str, study_name: str) -> dict[str, Any] | None:
             return None
 
 
+def read_all_user_attrs(url: str, keys: tuple[str, ...]) -> dict[str, dict[str, Any]] | None:
+    """The user attributes named ``keys`` of every study, by study name, in one query (what
+    the prior of a tuning reads: tuning/prior.py); None if the database's schema is not
+    known to be this Optuna's. Attributes whose JSON is malformed are left out."""
+    connection = connect(url)
+    attr, study = models.StudyUserAttributeModel.__table__.c, models.StudyModel.__table__.c
+    with connection:
+        try:
+            revisions = connection.exec_driver_sql(
+                "SELECT version_num FROM alembic_version").scalars().all()
+            if revisions != [schema_revisions()[0]]:
+                return None
+            rows = connection.execute(
+                sqlalchemy.select(study.study_name, attr.key, attr.value_json)
+                .join_from(attr, study, attr.study_id == study.study_id)
+                .where(attr.key.in_(keys)))
+            out: dict[str, dict[str, Any]] = {}
+            for name, key, value in rows:
+                try:
+                    out.setdefault(name, {})[key] = json.loads(value)
+                except (ValueError, RecursionError):
+                    continue
+            return out
+        except sqlalchemy.exc.SQLAlchemyError:  # no such table, not a database, ...
+            return None
+
+
 def connect(url: str) -> sqlalchemy.engine.Connection:
     """A connection to read the database, or StorageError."""
     try:

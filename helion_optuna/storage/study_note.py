@@ -4,13 +4,15 @@ Written (``optuna_dashboard.save_note``, in study system attributes) when a tuni
 the kernel, device, arguments and full cache key of the study, the effort and sampler of
 that tuning, the evaluations so far and the best config with its time, compared with the
 default config's and with the reference function's (timed with the leaders, if there is
-one).
+one), and where the winners came from: the origins (records.py) of the evaluations, of the
+leaders and of the best config.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 
 import optuna
 from optuna.trial import TrialState
@@ -52,7 +54,8 @@ def text(study: optuna.Study, *, effort: str, budget: float, seconds: float, sam
             ("best time", "-" if best_ms is None else
              f"{best_ms:.4f} ms (median of the leaders timed again, interleaved)"),
             ("default config", _compared(evaluated, default, timed_ms)),
-            ("reference", _reference(records.reference_ms_of(attrs), timed_ms))]
+            ("reference", _reference(records.reference_ms_of(attrs), timed_ms)),
+            ("origins", _origins(evaluated, records.best_config_of(attrs)))]
     title = study.study_name if summary.kernel == "-" else summary.kernel
     lines = [f"## {title}", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
@@ -75,6 +78,25 @@ def _compared(evaluated: list, default: Config, best_ms: float | None) -> str:
         return f"failed ({records.failure_of(trial) or '?'}, trial {trial.number})"
     speedup = f"; the best is {trial.value / best_ms:.2f}x faster" if best_ms else ""
     return f"{trial.value:.4f} ms (trial {trial.number}, search timing{speedup})"
+
+
+#: The leaders whose origins the note counts: as many as the tuning times again.
+LEADERS = 5
+
+
+def _origins(evaluated: list, best: dict | None) -> str:
+    """How many evaluations, leaders (the fastest few) and which best came from each origin:
+    a seed, the prior (an earlier study), the default config, the sampler."""
+    def counted(trials: list) -> str:
+        counts = Counter(records.origin_of(t) for t in trials)
+        return ", ".join(f"{n} {origin}" for origin, n in counts.most_common()) or "none"
+
+    done = sorted((t for t in evaluated if t.state == TrialState.COMPLETE),
+                  key=lambda t: t.value)
+    wanted = best and records.config_key(best)
+    winner = next((t for t in done if records.config_key_of(t) == wanted), None)
+    return (f"evaluations: {counted(evaluated)}; leaders: {counted(done[:LEADERS])}; best: "
+            f"{'-' if winner is None else records.origin_of(winner)}")
 
 
 def _reference(reference_ms: float | None, best_ms: float | None) -> str:

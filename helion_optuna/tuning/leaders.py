@@ -49,3 +49,16 @@ def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: b
                       reference_ms=None if reference is None else reference.ms)
 
     return shared.choice(budget, choose)
+
+
+def leader_configs(shared: SharedStudy, chosen: Choice) -> list[dict]:
+    """The configs of the choice's leaders, fastest median first, the chosen config first
+    (what the next tunings of the kernel for other keys start from: prior.py)."""
+    by_number = {str(t.number): t for t in shared.completed}
+    ranked = sorted(chosen.leaders_ms, key=chosen.leaders_ms.__getitem__)
+    configs = [chosen.config] + [records.config_of(by_number[n]) for n in ranked
+                                 if n in by_number]
+    unique: dict[str, dict] = {}
+    for config in configs:
+        unique.setdefault(records.config_key(config), config)
+    return list(unique.values())

@@ -125,6 +125,7 @@ class _Search:
         trial = self.study.ask()
         self.open_trials[trial.number] = trial
         records.set_sampler(trial, self.sampler)
+        records.set_sampled(trial)  # unless enqueued with an origin (prior.py)
         config = self.objective.space.suggest(trial)
         key = records.config_key(config)
         if not self.objective.space.allows(config):  # rejected before compiling: not counted

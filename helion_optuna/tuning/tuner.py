@@ -27,7 +27,8 @@ from helion_optuna.space import Config, ConfigSpace
 from helion_optuna.storage import fingerprint, records, study_note
 from helion_optuna.storage.cache import CACHES, LocalAutotuneCache, cache_entry
 from helion_optuna.storage.opening import fail_stale_trials, open_storage
-from helion_optuna.tuning.leaders import best_of_leaders
+from helion_optuna.tuning import prior as start
+from helion_optuna.tuning.leaders import best_of_leaders, leader_configs
 from helion_optuna.tuning.objective import KernelObjective
 from helion_optuna.tuning.search import search
 from helion_optuna.tuning.shared_study import SharedStudy
@@ -106,6 +107,8 @@ def tune(
     timeout_s: float = 60.0,
     seed: int | None = None,
     check: bool = True,
+    seeds: Sequence[Any] = (),
+    prior: int = start.PRIOR,
 ) -> TuneResult:
     """Find the fastest Config of ``space`` for ``launch(config, *args)``.
 
@@ -122,13 +125,20 @@ def tune(
     given. Processes that run the same call on one storage tune together (shared_study.py).
     ``check=False`` times configs without comparing their output with the reference's.
 
+    The search starts (tuning/prior.py) with ``seeds``, known-good configs (Configs,
+    ``triton.Config`` s, ``helion.Config`` s or dicts; one outside the space raises
+    InvalidConfig), then, for a new study of the cache, with up to ``prior`` configs (0:
+    none) that led the kernel's earlier tunings of the nearest other keys in the storage,
+    then with the space's default config. Each trial records its ``origin``.
+
     Arguments that cannot work raise ValueError, naming the parameter and the values it
     takes, before anything is created.
     """
     _check_arguments(launch=launch, args=args, space=space, reference=reference, effort=effort,
                      n_trials=n_trials, timeout=timeout, cache=cache, storage=storage,
                      study_name=study_name, rtol=rtol, atol=atol, timeout_s=timeout_s,
-                     seed=seed, check=check)
+                     seed=seed, check=check, seeds=seeds, prior=prior)
+    seeded = start.seed_configs(seeds, space)
     budget, seconds = budget_of(effort, n_trials, timeout)
     chosen_sampler = make_sampler(sampler, seed)
     evaluation = dict(reference=reference, space=space, rtol=rtol, atol=atol,
@@ -147,18 +157,21 @@ def tune(
                               fingerprint.summary(entry.key).device == INTERPRETER)
         study = entry.open_study(chosen_sampler)
     fail_stale_trials(study)
-    default = space.default_config()  # the reference's, the first trial's and the note's
+    default = space.default_config()  # the reference's, the start's and the note's
     with warnings.catch_warnings(), KernelObjective(launch, args, default=default,
                                                     **evaluation) as objective:
         # Optuna warns on every ask with heartbeats on; BatchedStorage records them.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-        if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(space.encode(default))  # a known-good start
+        new = not study.get_trials(deepcopy=False)
+        neighbours = entry.neighbours() if new and entry is not None and prior else []
+        start.enqueue(study, space, seeded, start.prior_configs(neighbours, space, prior),
+                      default)
         shared = SharedStudy(study, fingerprint.check_id(reference, rtol, atol))
         evaluated_here = search(shared, objective, budget, seconds)
         chosen = best_of_leaders(shared, objective, evaluated_here, budget)
     config = Config.from_dict(chosen.config)
-    records.set_best(study, config, chosen.ms, budget, reference_ms=chosen.reference_ms)
+    records.set_best(study, config, chosen.ms, budget, reference_ms=chosen.reference_ms,
+                     leaders=leader_configs(shared, chosen))
     given = effort if n_trials is None and timeout is None else "n_trials/timeout"
     study_note.write(study, effort=given, budget=budget, seconds=seconds,
                      sampler=type(chosen_sampler).__name__, default=default)
@@ -207,6 +220,8 @@ def _check_arguments(**given: Any) -> None:
         "timeout_s": (lambda v: number(v) and v > 0, "seconds (a number > 0)"),
         "seed": (lambda v: v is None or type(v) is int, "a whole number, or None"),
         "check": (lambda v: isinstance(v, bool), "True or False"),
+        "seeds": (lambda v: isinstance(v, tuple | list), "a list of configs"),
+        "prior": (lambda v: type(v) is int and v >= 0, "a whole number >= 0"),
     }
     for name, (ok, allowed) in rules.items():
         value = given[name]
