@@ -4,11 +4,12 @@ closest to each key's best, for code that ships without Optuna at run time
 
 It is a greedy set cover over the measured times of every study of the kernel on this device
 (storage/history.py). A config's slowdown on a key is its time there over the key's best
-(times compare within a study); a key on which no picked config was measured counts at its
-slowest measured time (the worst that is known of it). Each step picks the config that most
-lowers the sum over the keys of the log slowdown of their fastest picked config, until N are
-picked or none lowers it. The sum's decrease is a facility-location function (monotone and
-submodular), so greedy picks are within 1 - 1/e of the best N-set's; Helion's ahead-of-time
+(times compare within a study); a key on which no picked config was measured counts at twice
+its slowest measured time (worse than anything measured there, so that covering a key comes
+before refining another). Each step picks the config that most lowers the sum over the keys
+of the log slowdown of their fastest picked config, until N are picked or none lowers it.
+The sum's decrease is a facility-location function (monotone and submodular), so greedy
+picks reach at least 1 - 1/e of the decrease of the best N configs; Helion's ahead-of-time
 flow picks its configs greedily too.
 """
 
@@ -84,12 +85,12 @@ def export_configs(kernel: str, *, max_configs: int = 8,
 
 def pick(studies: list[history.Measured], n: int) -> list[str]:
     """The greedy set cover: up to ``n`` config keys (see the module's docstring)."""
-    # Per study: each config's log slowdown, and the study's now (its slowest at first).
+    # Per study: each config's log slowdown, and the study's now (uncovered at first).
     logs = []
     for s in studies:
         best = min(t for _, t in s.times.values())
         logs.append({k: math.log(t / best) for k, (_, t) in s.times.items()})
-    now = [max(study_logs.values()) for study_logs in logs]
+    now = [max(study_logs.values()) + math.log(2) for study_logs in logs]
     candidates = sorted({k for study_logs in logs for k in study_logs})
     picked: list[str] = []
     while len(picked) < n:
