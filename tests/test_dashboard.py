@@ -168,9 +168,12 @@ def test_the_dashboard_serves_studies_notes_and_kernel_sources(storage_url, sour
         (summary,) = [s for s in summaries if s["study_name"] == study.study_name]
         detail = get_json(f"{base}/api/studies/{summary['study_id']}")
         assert "| sampler | RandomSampler |" in detail["note"]["body"]
+        assert "| origins | evaluations: 2 sampler, 1 default_config; leaders: " in detail[
+            "note"]["body"]
         served = 0
         for trial in detail["trials"]:
             attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+            assert attrs["origin"] == ("default_config" if trial["number"] == 0 else "sampler")
             for artifact in trial["artifacts"]:
                 status, kind, body = get(f"{base}/artifacts/{summary['study_id']}/"
                                          f"{trial['trial_id']}/{artifact['artifact_id']}")
