@@ -24,16 +24,28 @@ def heuristic(kernel: str, studies: list[Measured], max_configs: int,
     """Helion's generated ``autotune_<kernel>(*args)`` (a config dict for the arguments), or
     why it is not run."""
     try:
-        import helion
-        import numpy as np
-        from helion.autotuner.heuristic_generator import (
-            PerformanceTarget,
-            ShapeConfigData,
-            get_backend,
-            select_config_subset,
-        )
+        code = _generated(kernel, studies, max_configs, backend)
     except ImportError as e:
-        return f"not run: this Helion has no ahead-of-time heuristic ({e})"
+        return f"not run: no Helion with an ahead-of-time heuristic here ({e})"
+    except Exception as e:  # another Helion's internals: say why, and go on
+        return f"not run: Helion's heuristic generator failed ({type(e).__name__}: {e})"
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # Helion's generated source, from our own measurements
+    return namespace[f"autotune_{kernel}"]
+
+
+def _generated(kernel: str, studies: list[Measured], max_configs: int, backend: str) -> str:
+    """Helion's generated chooser, as source: its greedy subset of the configs, then its
+    backend's model of which to pick for which features."""
+    import helion
+    import numpy as np
+    from helion.autotuner.heuristic_generator import (
+        PerformanceTarget,
+        ShapeConfigData,
+        get_backend,
+        select_config_subset,
+    )
+
     keys = sorted({k for s in studies for k in s.times})
     configs = {k: c for s in studies for k, (c, _) in s.times.items()}
     timings = np.full((len(studies), len(keys)), np.inf)
@@ -50,18 +62,12 @@ def heuristic(kernel: str, studies: list[Measured], max_configs: int,
                                max_configs=max_configs, backend=backend,
                                feature_selection=False, print_score_matrix=False,
                                verbose=False, skip_write=True)
-    try:
-        selected, _ = select_config_subset(data, target)
-        data.selected_config_indices = selected
-        names = sorted({name for f in features for name in f})
-        code = get_backend(backend).generate_heuristic(
-            kernel_name=kernel, data=data, selected_configs=[data.configs[i] for i in selected],
-            feature_names=names).generated_code
-    except Exception as e:  # another Helion's internals: say why, and go on
-        return f"not run: Helion's heuristic generator failed ({type(e).__name__}: {e})"
-    namespace: dict[str, Any] = {}
-    exec(code, namespace)  # Helion's generated source, from our own measurements
-    return namespace[f"autotune_{kernel}"]
+    selected, _ = select_config_subset(data, target)
+    data.selected_config_indices = selected
+    names = sorted({name for f in features for name in f})
+    return get_backend(backend).generate_heuristic(
+        kernel_name=kernel, data=data, selected_configs=[data.configs[i] for i in selected],
+        feature_names=names).generated_code
 
 
 def _features(key: dict[str, Any]) -> dict[str, float]:

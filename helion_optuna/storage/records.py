@@ -204,7 +204,7 @@ def evaluated_elsewhere(config: AConfig, ms: float | None, failure: str | None,
     """A finished trial, for ``study.add_trial``, of a config that another search evaluated
     (Helion's own, in our cache): an evaluation (it has the mark, naming ``process``), with
     its time in ms, or FAIL with ``failure``; ``sampler`` names the search."""
-    attrs: dict[str, Any] = {CONFIG: config.to_json(), SAMPLER: sampler}
+    attrs: dict[str, Any] = {CONFIG: config.to_json(), SAMPLER: sampler, ORIGIN: SAMPLED}
     if compile_s is not None:
         attrs[COMPILE_S] = round(compile_s, 3)
     if failure is not None:

@@ -121,7 +121,8 @@ def enqueue(study: optuna.Study, space: ConfigSpace, seeds: Sequence[Config],
         key = _point(space, config)
         if key not in seen:
             seen.add(key)
-            study.enqueue_trial(space.encode(config), user_attrs=records.origin_attrs(origin))
+            study.enqueue_trial(space.encode(config), user_attrs=records.origin_attrs(origin),
+                                skip_if_exists=True)  # another process's, at the same time
 
 
 def _point(space: ConfigSpace, config: Config) -> str:
