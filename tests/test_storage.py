@@ -92,6 +92,19 @@ def test_a_corrupt_database_file_is_refused_and_left_as_it_was(tmp_path):
     assert corrupt.read_bytes() == b"not a database\n" * 100
 
 
+def test_a_new_sqlite_file_whose_tables_another_process_is_making_is_used(tmp_path, instant):
+    """Two processes that open a new file at once: one finds some of Optuna's tables and not
+    yet their version (alembic's), and goes on, as it would with an empty file."""
+    url = f"sqlite:///{tmp_path}/new.db"
+    engine = sqlalchemy.create_engine(url)
+    some = [models.BaseModel.metadata.tables[t] for t in ("studies", "study_directions")]
+    models.BaseModel.metadata.create_all(engine, tables=some)
+    engine.dispose()
+    result = tune(tuning_script.launch, (torch.ones(1000),), space=tuning_script.SPACE,
+                  n_trials=2, storage=url)
+    assert len(optuna.load_study(study_name=result.study.study_name, storage=url).trials) >= 2
+
+
 @pytest.mark.parametrize("revision, dropped, advice", [
     ("v9.9.9.a", None, "a newer Optuna made it"),
     ("v2.4.0.a", "trial_heartbeats", "`optuna storage upgrade --storage URL` upgrades it"),

@@ -92,19 +92,21 @@ def connect(url: str) -> sqlalchemy.engine.Connection:
 
 
 def check_schema(url: str) -> bool:
-    """Whether the database has Optuna's tables (False: a new one). Refuse one whose tables
-    another Optuna version made, before RDBStorage, which would first add the tables it lacks,
-    and an SQLite file of another application (a corrupt or unreachable one: StorageError
-    too)."""
+    """Whether the database has Optuna's tables (False: a new one, or one whose tables another
+    process is making now). Refuse one whose tables another Optuna version made, before
+    RDBStorage, which would first add the tables it lacks, and an SQLite file of another
+    application (a corrupt or unreachable one: StorageError too)."""
     try:
         with connect(url) as connection:
             tables = sqlalchemy.inspect(connection).get_table_names()
             if "alembic_version" not in tables:
-                if tables and sqlite_file(parsed(url)) is not None:
+                # Optuna's tables without their version: another process creating them now.
+                if not set(tables) <= models.BaseModel.metadata.tables.keys() and \
+                        sqlite_file(parsed(url)) is not None:
                     shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
                     raise StorageError(f"storage {masked(url)}: not an Optuna database (its "
                                        f"tables: {shown}); nothing was changed")
-                return False  # a new database, or a server's shared with other tables
+                return False  # a new database (being made), or a server's shared with others
             revisions = connection.exec_driver_sql(
                 "SELECT version_num FROM alembic_version").scalars().all()
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as e:
