@@ -4,14 +4,16 @@ One kernel per run (``--kernel matmul|softmax``: examples/matmul.py's launch ove
 bf16; examples/softmax.py's kernel over its SPACE, bf16), over a sweep of 8 shapes and 4
 held-out shapes (SHAPES). Modes, each writing JSON lines to ``--out`` (appended) and tuning
 into an SQLite storage of its own, ``<kernel>-<mode>.db`` in ``--storage-dir`` (default: the
-folder of --out), made afresh:
+folder of --out), made afresh (unless ``--shapes`` names a part of the sweep: processes that
+tune parts of one sweep at once share its storage, which starts empty):
 
 - ``cold``: each shape of the sweep tuned on its own at ``--cold-effort`` (full), no prior;
 - ``warm``: the first shape at full, each next one with ``--warm-trials`` (10) evaluations,
   started by the prior: the leaders of the nearest shapes tuned before, in the same storage;
-- ``retime``: the cold and the warm best config of each shape (read from ``--cold`` and
-  ``--warm``, JSON lines of those modes), timed in alternating rounds on one GPU beside the
-  reference: warm/cold, and whether warm is within 2% of cold;
+  then, where the cold storage has the shape, ``retime`` of it;
+- ``retime``: the cold and the warm best config of each shape (read from the cold and warm
+  storages), timed in alternating rounds on one GPU beside the reference: warm/cold, and
+  whether warm is within 2% of cold;
 - ``seeds``: the first shape at effort quick with a hand-picked list as seeds (matmul: the
   Triton tutorial's 11 configs, mapped into the space; softmax: the anchor's 12, one row per
   program), timed beside the list's best config and the anchor (benchmarks/anchors.py:
@@ -27,10 +29,11 @@ folder of --out), made afresh:
 Each process compiles into an empty Triton cache of its own (two runs at once share none).
 
 Run (R: a results folder; S: python benchmarks/shape_sweep.py --kernel matmul):
-     S --mode all --out R/matmul.jsonl                         (one GPU, in turn)
-     CUDA_VISIBLE_DEVICES=0 S --mode cold --out R/cold.jsonl &  (two GPUs, at once)
-     CUDA_VISIBLE_DEVICES=1 S --mode warm --out R/warm.jsonl
-     S --mode retime --cold R/cold.jsonl --warm R/warm.jsonl --out R/retime.jsonl
+     S --mode all --out R/matmul.jsonl                            (one GPU, in turn)
+     CUDA_VISIBLE_DEVICES=0 S --mode cold --shapes 0-3 --out R/cold0.jsonl &  (two GPUs)
+     CUDA_VISIBLE_DEVICES=1 S --mode cold --shapes 4-7 --out R/cold1.jsonl; wait
+     CUDA_VISIBLE_DEVICES=0 S --mode warm --out R/warm.jsonl &     (and retime)
+     CUDA_VISIBLE_DEVICES=1 sh -c "S --mode seeds --out R/seeds.jsonl; S --mode export ..."
      python benchmarks/shape_sweep.py --table R/*.jsonl
      TRITON_INTERPRET=1 python benchmarks/shape_sweep.py --smoke --kernel matmul --mode all \\
          --out /tmp/sweep.jsonl                               (CPU: tiny shapes and budgets)
@@ -42,6 +45,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -233,15 +237,19 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.smoke = args, args.smoke
         self.kernel = KERNELS[args.kernel]
-        self.sweep, self.held_out = (SMOKE_SHAPES if args.smoke else SHAPES)[args.kernel]
+        self.all, self.held_out = (SMOKE_SHAPES if args.smoke else SHAPES)[args.kernel]
+        self.sweep = self.all if args.shapes is None else [self.all[i] for i in args.shapes]
         self.dir = args.storage_dir or args.out.parent
         self.id = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
 
     def storage(self, mode: str, fresh: bool = True) -> str:
+        """The URL of the mode's storage; ``fresh``: emptied first (not for a part of a
+        sweep, --shapes, whose storage other processes share)."""
         path = self.dir / f"{self.args.kernel}-{mode}.db"
-        if fresh:
+        if fresh and self.args.shapes is None:
             for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 stale.unlink(missing_ok=True)
+            shutil.rmtree(f"{path}-artifacts", ignore_errors=True)
         return f"sqlite:///{path.resolve()}"
 
     def budget(self, effort: str, trials: int | None = None) -> dict[str, Any]:
@@ -300,28 +308,41 @@ def run_warm(run: Run) -> None:
     for i, shape in enumerate(run.sweep):
         budget = run.budget("full") if i == 0 else run.budget("", 3 if run.smoke
                                                                  else run.args.warm_trials)
-        row, _ = run.tune(shape, storage, **budget)
+        row, result = run.tune(shape, storage, **budget)
         run.write({"mode": "warm", "first": i == 0, **row})
+        cold = cached(run, shape, run.storage("cold", fresh=False))
+        if cold is not None:
+            retime(run, shape, cold, result.config, row["evaluations"])
 
 
-def run_retime(run: Run, cold: list[dict], warm: list[dict]) -> None:
-    """The cold and warm best config of each shape, timed beside each other."""
-    by_shape = {tuple(r["shape"]): r for r in warm}
-    for row in cold:
-        if tuple(row["shape"]) in by_shape:
-            retime(run, row, by_shape[tuple(row["shape"])])
+def run_retime(run: Run) -> None:
+    """The cold and warm best config of each shape, read from their storages, timed beside
+    each other."""
+    for shape in run.sweep:
+        cold, warm = (cached(run, shape, run.storage(m, fresh=False)) for m in ("cold", "warm"))
+        if cold is None or warm is None:
+            print(f"retime {shape}: no {'cold' if cold is None else 'warm'} tuning", flush=True)
+            continue
+        retime(run, shape, cold, warm, None)
 
 
-def retime(run: Run, cold: dict, warm: dict) -> None:
-    args = run.kernel.make_args(tuple(cold["shape"]), run.smoke)
-    configs = [ho.Config.from_dict(r["best_config"]) for r in (cold, warm)]
+def cached(run: Run, shape: tuple, storage: str) -> ho.Config | None:
+    """The best config of the shape's study in ``storage``, if it was tuned there."""
+    if not Path(storage.removeprefix("sqlite:///")).exists():
+        return None
+    args = run.kernel.make_args(tuple(shape), run.smoke)
+    return ho.LocalAutotuneCache(run.kernel.launch, args, run.kernel.space, storage).get()
+
+
+def retime(run: Run, shape: tuple, cold: ho.Config, warm: ho.Config,
+           evaluations: int | None) -> None:
+    args = run.kernel.make_args(tuple(shape), run.smoke)
     cold_ms, warm_ms, ref_ms = interleaved(
-        *[lambda c=c: run.kernel.launch(c, *args) for c in configs],
+        *[lambda c=c: run.kernel.launch(c, *args) for c in (cold, warm)],
         lambda: run.kernel.reference(*args))
-    run.write({"mode": "retime", "shape": cold["shape"], "cold_ms": cold_ms,
+    run.write({"mode": "retime", "shape": list(shape), "cold_ms": cold_ms,
                "warm_ms": warm_ms, "reference_ms": ref_ms, "warm_over_cold": warm_ms / cold_ms,
-               "within_2pct": warm_ms <= 1.02 * cold_ms,
-               "warm_evaluations": warm["evaluations"]})
+               "within_2pct": warm_ms <= 1.02 * cold_ms, "warm_evaluations": evaluations})
 
 
 def run_seeds(run: Run) -> None:
@@ -474,8 +495,9 @@ def main() -> None:
     parser.add_argument("--max-configs", type=int, default=8)
     parser.add_argument("--history", help="the storage to export from (default: the cold "
                                           "storage, <kernel>-cold.db)")
-    parser.add_argument("--cold", type=Path, help="retime: the cold run's JSON lines")
-    parser.add_argument("--warm", type=Path, help="retime: the warm run's JSON lines")
+    parser.add_argument("--shapes", type=indices, default=None, metavar="I-J|I,J,...",
+                        help="a part of the sweep (indices from 0), e.g. 0-3; its storage is "
+                             "not emptied (other parts share it)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shapes and budgets, for the CPU (TRITON_INTERPRET=1)")
     parser.add_argument("--table", type=Path, nargs="+", metavar="FILE",
@@ -495,21 +517,14 @@ def main() -> None:
                                                                      device="cuda"))
     run = Run(args)
     print(f"{args.kernel} {args.mode} on {device_name()}: rows to {args.out}", flush=True)
-    modes = ("cold", "warm", "retime", "seeds", "export") if args.mode == "all" else (
-        args.mode,)
+    modes = ("cold", "warm", "seeds", "export") if args.mode == "all" else (args.mode,)
     for mode in modes:
         if mode == "cold":
             run_cold(run)
         elif mode == "warm":
             run_warm(run)
         elif mode == "retime":
-            if args.mode == "all":  # this run's
-                rows = [r for r in read([args.out]) if r["run"] == run.id]
-                cold, warm = (rows_of(rows, args.kernel, m) for m in ("cold", "warm"))
-            else:
-                cold, warm = (rows_of(read([p]), args.kernel, m)
-                              for p, m in ((args.cold, "cold"), (args.warm, "warm")))
-            run_retime(run, cold, warm)
+            run_retime(run)
         elif mode == "seeds":
             run_seeds(run)
         else:
@@ -518,8 +533,14 @@ def main() -> None:
         print(tables([r for r in read([args.out]) if r["run"] == run.id]))
 
 
-def rows_of(rows: list[dict], kernel: str, mode: str) -> list[dict]:
-    return [r for r in rows if r["kernel"] == kernel and r["mode"] == mode]
+def indices(text: str) -> list[int]:
+    """Shape indices: "0-3" or "0,2,5"."""
+    first, dash, last = text.partition("-")
+    try:
+        return list(range(int(first), int(last) + 1)) if dash else [
+            int(i) for i in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I-J or I,J,...") from None
 
 
 if __name__ == "__main__":
