@@ -165,6 +165,18 @@ def test_the_prior_keeps_only_configs_of_this_space_and_ignores_what_is_malforme
     assert first.user_attrs["origin"].startswith("prior:scale-")
 
 
+def test_seeds_join_the_first_population_of_our_differential_evolution(instant):
+    from helion_optuna.samplers.differential_evolution import DifferentialEvolutionSampler
+
+    sampler = DifferentialEvolutionSampler(population_size=4, seed=0)
+    best = config(128)  # tuning_script.cost's best config
+    result = ho.tune(tuning_script.launch, (torch.ones(100),), space=tuning_script.SPACE,
+                     n_trials=6, cache=None, sampler=sampler, seeds=[best])
+    first = result.study.trials[0]
+    assert first.user_attrs["origin"] == "seed"
+    assert first.number in sampler.population(result.study)  # the best of its slot
+
+
 def test_prior_configs_skip_repeats_and_stop_at_n():
     space = tuning_script.SPACE
     near = [Neighbour("a", (0, 0.5), [dict(config(16)), dict(config(32))]),

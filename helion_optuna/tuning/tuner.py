@@ -129,7 +129,8 @@ def tune(
     ``triton.Config`` s, ``helion.Config`` s or dicts; one outside the space raises
     InvalidConfig), then, for a new study of the cache, with up to ``prior`` configs (0:
     none) that led the kernel's earlier tunings of the nearest other keys in the storage,
-    then with the space's default config. Each trial records its ``origin``.
+    then with the space's default config. Each trial records its ``origin``. (A cache hit
+    runs nothing: these only start a search.)
 
     Arguments that cannot work raise ValueError, naming the parameter and the values it
     takes, before anything is created.
