@@ -27,10 +27,8 @@ Trial user attributes (optuna-dashboard shows them with each trial):
 ``duplicate_of``     the number of the trial that evaluated the same config
 ``helion_repaired``  what Helion's normalization changed: ``{key: {"asked", "kept"}}``
 ``helion_rejected``  why Helion rejects the config
-``origin``           where the config came from: ``seed`` (given to the tuning),
-                     ``prior:<study>`` (a leader of that study, an earlier tuning of the
-                     kernel: tuning/prior.py), ``default_config`` (the space's default),
-                     ``sampler`` (the sampler's proposal)
+``origin``           where its config came from: ``seed``, ``prior:<study>`` (a leader of
+                     that study: tuning/prior.py), ``default_config`` or ``sampler``
 ===================  ========================================================================
 
 Trial system attributes ``helion_optuna:evaluation`` (the evaluation mark): the trial
@@ -41,12 +39,10 @@ for tunings that check the same way.
 
 Study user attributes (the cache entry): ``cache_key`` (the full key, fingerprint.py); once a
 tuning has ended ``best_config`` (a JSON object), ``best_ms``, ``reference_ms``,
-``leaders`` (the configs of the leaders timed again at the end, fastest first: what the
-next tunings of the kernel for other keys start from) and ``finished`` (``{"budget": N}``,
-null for no limit); ``job``, the job of ``helion-optuna
-tune``. Study system attribute ``helion_optuna:choice:<budget>``: the final choice of the
-tuning of that budget (shared_study.py). A trial's kernel source is its artifact
-``triton_code.py``.
+``leaders`` (the leaders' configs, fastest first) and ``finished`` (``{"budget": N}``, null
+for no limit); ``job``, the job of ``helion-optuna tune``. Study system attribute
+``helion_optuna:choice:<budget>``: the final choice of the tuning of that budget
+(shared_study.py). A trial's kernel source is its artifact ``triton_code.py``.
 """
 
 from __future__ import annotations
@@ -75,8 +71,7 @@ DUPLICATE_OF = "duplicate_of"
 HELION_REPAIRED = "helion_repaired"
 HELION_REJECTED = "helion_rejected"
 ORIGIN = "origin"
-# The values of ORIGIN: a config given to the tuning, a leader of an earlier study (the
-# prefix, then the study's name), the space's default config, the sampler's proposal.
+# Its values (PRIOR: a prefix, the study's name follows).
 SEED = "seed"
 PRIOR = "prior:"
 DEFAULT_CONFIG = "default_config"
@@ -215,26 +210,20 @@ def evaluated_elsewhere(config: AConfig, ms: float | None, failure: str | None,
         user_attrs=attrs, system_attrs={EVALUATION: process})
 
 
-def origin_attrs(origin: str) -> dict[str, str]:
-    """The user attributes that mark an enqueued trial (``study.enqueue_trial(params,
-    user_attrs=...)``) with its origin: SEED, DEFAULT_CONFIG or :func:`prior_origin`."""
-    return {ORIGIN: origin}
-
-
-def prior_origin(study_name: str) -> str:
-    return PRIOR + study_name
+def origin_attrs(origin: str, study_name: str = "") -> dict[str, str]:
+    """``study.enqueue_trial``'s user attributes for a trial of this origin (SEED,
+    DEFAULT_CONFIG, or PRIOR and the study's name)."""
+    return {ORIGIN: origin + study_name}
 
 
 def set_sampled(trial: optuna.trial.BaseTrial) -> None:
-    """Mark the trial as the sampler's proposal, unless it was enqueued with an origin."""
-    if ORIGIN not in trial.user_attrs:
+    if ORIGIN not in trial.user_attrs:  # not enqueued with one
         trial.set_user_attr(ORIGIN, SAMPLED)
 
 
 def origin_of(trial: Trial) -> str:
-    """The trial's origin (see the module's docstring), or "unknown" (an older version's)."""
     origin = trial.user_attrs.get(ORIGIN)
-    return origin if isinstance(origin, str) else "unknown"
+    return origin if isinstance(origin, str) else "unknown"  # "unknown": an older version's
 
 
 def set_duplicate_of(trial: optuna.trial.BaseTrial, number: int) -> None:
@@ -318,13 +307,9 @@ def best_ms_of(attrs: Mapping[str, Any]) -> float | None:
 
 
 def leaders_of(attrs: Mapping[str, Any]) -> list[Any]:
-    """The leaders' configs, fastest first, as recorded (unchecked: read from a database
-    that others may write); else the best config alone; else []."""
-    leaders = attrs.get(LEADERS)
-    if isinstance(leaders, list):
-        return leaders
-    best = attrs.get(BEST_CONFIG)
-    return [] if best is None else [best]
+    """The leaders' configs as recorded (unchecked), else the best config alone, else []."""
+    leaders, best = attrs.get(LEADERS), attrs.get(BEST_CONFIG)
+    return leaders if isinstance(leaders, list) else [] if best is None else [best]
 
 
 def reference_ms_of(attrs: Mapping[str, Any]) -> float | None:

@@ -113,15 +113,16 @@ def enqueue(study: optuna.Study, space: ConfigSpace, seeds: Sequence[Config],
     """Enqueue the start of the search (see the module's docstring) into ``study``."""
     trials = study.get_trials(deepcopy=False)
     seen = {records.config_key_of(t) for t in trials if records.config_of(t) is not None}
-    start = [(c, records.SEED) for c in seeds]
+    start = [(c, records.SEED, "") for c in seeds]
     if not trials:
-        start += [(c, records.prior_origin(name)) for c, name in prior]
-        start.append((default, records.DEFAULT_CONFIG))
-    for config, origin in start:
+        start += [(c, records.PRIOR, name) for c, name in prior]
+        start.append((default, records.DEFAULT_CONFIG, ""))
+    for config, origin, study_name in start:
         key = _point(space, config)
         if key not in seen:
             seen.add(key)
-            study.enqueue_trial(space.encode(config), user_attrs=records.origin_attrs(origin),
+            study.enqueue_trial(space.encode(config),
+                                user_attrs=records.origin_attrs(origin, study_name),
                                 skip_if_exists=True)  # another process's, at the same time
 
 
