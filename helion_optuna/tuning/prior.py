@@ -47,13 +47,13 @@ def as_config(seed: Any, where: str) -> Config:
     or a mapping (a ``helion.Config``, a dict). ``where`` names it in errors."""
     if isinstance(seed, Config):
         return seed
-    if _is_triton_config(seed):
-        return Config(**seed.kwargs, **_launch_options(seed))
-    if isinstance(seed, Mapping):
-        try:
+    try:
+        if _is_triton_config(seed):
+            return Config.from_dict({**seed.kwargs, **_launch_options(seed)})
+        if isinstance(seed, Mapping):
             return Config.from_dict(dict(seed))
-        except InvalidConfig as e:
-            raise InvalidConfig(f"{where}: {e}") from None
+    except InvalidConfig as e:
+        raise InvalidConfig(f"{where}: {e}") from None
     raise InvalidConfig(f"{where}: {seed!r} is not a Config, triton.Config, helion.Config "
                         "or dict")
 
