@@ -21,7 +21,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from helion_optuna.cli import dashboard, gpu_workers, plots
+from helion_optuna.cli import dashboard, gpus, plots
 from helion_optuna.cli.job import Job, Tuning, joined
 from helion_optuna.errors import HelionOptunaError, NoStudies, TuningError
 from helion_optuna.space import Config
@@ -205,28 +205,26 @@ def tune(args: argparse.Namespace) -> int:
     if (args.rtol is None) != (args.atol is None):
         print("helion-optuna tune: give --rtol and --atol together", file=sys.stderr)
         return 2
-    devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
     tuning = Tuning(Job(args.target, args.inputs, args.space, args.effort, args.sampler,
                         args.n_trials, args.timeout, args.reference, args.rtol, args.atol),
-                    args.storage)
+                    args.storage, gpus.checked(args.gpus))
     if tuning.is_hit():
         print(f"{args.target}: a cache hit, study {tuning.study_name!r}: tuned before with at "
               "least this budget, nothing is compiled or timed", file=sys.stderr)
-        return _tuned(tuning, None)
+        return _tuned(tuning)
     tuning.record()
     print(f"tuning {args.target} in study {tuning.study_name!r}; other processes join with: "
           f"helion-optuna worker --study {tuning.study_name} (and this storage)",
           file=sys.stderr)
-    return _tuned(tuning, devices)
+    return _tuned(tuning)
 
 
 def worker(args: argparse.Namespace) -> int:
-    devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
-    return _tuned(joined(args.storage, args.study), devices)
+    return _tuned(joined(args.storage, args.study, gpus.checked(args.gpus)))
 
 
-def _tuned(tuning: Tuning, devices: list[str | None] | None) -> int:
-    config, ms = tuning.run(devices)
+def _tuned(tuning: Tuning) -> int:
+    config, ms = tuning.run()
     print(config.to_json())
     print(tuning.describe(ms), file=sys.stderr)
     return 0
@@ -268,11 +266,11 @@ def _port(text: str) -> int:
     return int(text)
 
 
-_GPUS = (("--gpus",), {"metavar": "all|N|I,J,...", "type": _argument(gpu_workers.parse),
-                       "help": "tune in one process per GPU (all, the first N, or these "
-                               "indices), each seeing only its GPU and compiling on its share "
-                               "of the cores; under TRITON_INTERPRET=1, N interpreter "
-                               "processes"})
+_GPUS = (("--gpus",), {"metavar": "all|N|I,J,...", "type": _argument(gpus.parse),
+                       "help": "time configs on these GPUs (all, the first N, or these "
+                               "indices), each config on the first GPU free, all fed by one "
+                               "pool of compile workers; under TRITON_INTERPRET=1, N "
+                               "interpreter timing workers"})
 
 #: name -> (run, help, arguments: (flags, options) for add_argument)
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
