@@ -21,7 +21,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from helion_optuna.cli import dashboard, gpus, plots
+from helion_optuna.cli import dashboard, gpus, plots, storage_server
 from helion_optuna.cli.job import Job, Tuning, joined
 from helion_optuna.errors import HelionOptunaError, NoStudies, TuningError
 from helion_optuna.space import Config
@@ -340,6 +340,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                                                "storage's file, else a folder of the "
                                                "database in <HELION_CACHE_DIR>/"
                                                "helion-optuna)"})]),
+    "serve-storage": storage_server.command(_argument(_port)),
     "plot": (plot, "draw a study's optimization history, parameter importances and time of "
                    "each config by sampler into an HTML page or a PNG image",
              [(("--study",), {"required": True, "help": "the study's name"}),

@@ -214,16 +214,8 @@ class BatchedStorage(_CachedStorage):
         return True
 
     def _take_waiting(self, trial_id: int) -> bool:
-        """Start a WAITING trial (``study.ask`` takes enqueued trials first), in one process
-        only: RDBStorage reads the state, then writes it, which SQLite does not lock
-        between, so two processes could both start it. The trial is then this process's."""
-        trial = models.TrialModel
-        with _create_scoped_session(self._backend.scoped_session) as session:
-            taken = session.query(trial).filter(
-                trial.trial_id == trial_id, trial.state == TrialState.WAITING).update(
-                {trial.state: TrialState.RUNNING}, synchronize_session=False) == 1
-            if taken:
-                trial.find_or_raise_by_id(trial_id, session).datetime_start = datetime.now()
+        """Start a WAITING trial (take_waiting); it is then this process's."""
+        taken = take_waiting(self._backend, trial_id)
         if taken:
             frozen = _without_pickles(self._backend.get_trial(trial_id))
             with self._lock:
@@ -234,15 +226,7 @@ class BatchedStorage(_CachedStorage):
         return taken
 
     def set_study_system_attr_once(self, study_id: int, key: str, value: Any) -> Any:
-        """Set the study's system attribute unless it is set; return its value (that of
-        the first process to set it: the key is unique in the database)."""
-        try:
-            with _create_scoped_session(self._backend.scoped_session) as session:
-                session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
-                                                             value_json=json.dumps(value)))
-        except sqlalchemy.exc.IntegrityError:
-            pass
-        return self._backend.get_study_system_attrs(study_id)[key]
+        return set_once(self._backend, study_id, key, value)
 
     def _write(self, pending: _Pending, state: TrialState | None,
                values: list[float] | None) -> None:
@@ -342,3 +326,29 @@ class BatchedStorage(_CachedStorage):
                         self._backend.record_heartbeat(trial_id)
                     except Exception as e:  # a database blip: the next beat may get through
                         _logger.warning(f"heartbeat of trial {trial_id} failed: {e}")
+
+
+def take_waiting(backend: RDBStorage, trial_id: int) -> bool:
+    """Start a WAITING trial (``study.ask`` takes enqueued trials first), in one process
+    only: RDBStorage reads the state, then writes it, which SQLite does not lock between, so
+    two processes could both start it."""
+    trial = models.TrialModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        taken = session.query(trial).filter(
+            trial.trial_id == trial_id, trial.state == TrialState.WAITING).update(
+            {trial.state: TrialState.RUNNING}, synchronize_session=False) == 1
+        if taken:
+            trial.find_or_raise_by_id(trial_id, session).datetime_start = datetime.now()
+    return taken
+
+
+def set_once(backend: RDBStorage, study_id: int, key: str, value: Any) -> Any:
+    """Set the study's system attribute unless it is set; return its value (that of the
+    first process to set it: the key is unique in the database)."""
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
+                                                         value_json=json.dumps(value)))
+    except sqlalchemy.exc.IntegrityError:
+        pass
+    return backend.get_study_system_attrs(study_id)[key]
