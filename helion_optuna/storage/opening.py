@@ -85,10 +85,7 @@ def serve(url: str, host: str, port: int) -> Any:
     ``grpc.Server``, serving until stopped."""
     if proxy.address(url):
         raise StorageError(f"storage {masked(url)}: a proxy already; serve a database URL")
-    try:
-        return proxy.serve(_rdb_storage(url, create=True), host, port)
-    except RuntimeError as e:  # grpc: the port is taken, or the host unknown
-        raise StorageError(f"cannot serve on {host}:{port}: {e}") from e
+    return proxy.serve(_rdb_storage(url, create=True), host, port)
 
 
 def exists(url: str | None) -> bool:

@@ -23,21 +23,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.parse
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import grpc
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import GrpcStorageProxy, RDBStorage, _CachedStorage
 from optuna.storages._grpc.server import make_server
 from optuna.trial import FrozenTrial, TrialState
 
 from helion_optuna.errors import StorageError
 from helion_optuna.storage.batched_storage import _without_pickles, set_once, take_waiting
+from helion_optuna.storage.urls import masked
 
 _logger = optuna.logging.get_logger(__name__)
 #: The default port, Optuna's.
@@ -45,6 +47,16 @@ PORT = 13000
 _SERVICE = "helion_optuna.Proxy"
 #: The server's threads: each waits on the database in turn, so more than the cores.
 THREADS = 32
+
+
+def _grpc(url: str) -> Any:
+    """The grpc module, or StorageError: the ``grpc`` extra is not installed."""
+    try:
+        import grpc
+    except ImportError:
+        raise StorageError(f"storage {masked(url)}: gRPC is not installed (pip install "
+                           "'helion-optuna[grpc]')") from None
+    return grpc
 
 
 def address(url: str) -> tuple[str, int] | None:
@@ -67,7 +79,10 @@ class ProxyStorage(GrpcStorageProxy):
 
     def __init__(self, url: str, timeout_s: float, heartbeat_interval_s: float) -> None:
         host, port = address(url)
-        super().__init__(host=host, port=port)
+        grpc = _grpc(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            super().__init__(host=host, port=port)
         self.url, self.heartbeat_interval_s = url, heartbeat_interval_s
         try:
             self.wait_server_ready(timeout=timeout_s)
@@ -124,7 +139,7 @@ class ProxyStorage(GrpcStorageProxy):
             if beating:
                 try:
                     self._call("Heartbeat", beating)
-                except grpc.RpcError as e:  # a blip: the next beat may get through
+                except _grpc(self.url).RpcError as e:  # a blip: the next beat may get through
                     _logger.warning(f"heartbeats of trials {beating} failed: {e.code()}")
 
 
@@ -156,9 +171,16 @@ class _Served(_CachedStorage):
                     self._backend.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
-def serve(backend: RDBStorage, host: str, port: int) -> grpc.Server:
+def serve(backend: RDBStorage, host: str, port: int) -> Any:
     """Start serving ``backend`` (with heartbeats: opening.py) on host:port; the server
     runs until stopped, failing stale trials every heartbeat interval."""
+    grpc = _grpc(backend.url)
+    try:  # gRPC would say why it cannot only in a log line of its own
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family) as probe:
+            probe.bind((host, port))
+    except OSError as e:
+        raise StorageError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
     storage = _Served(backend)
     methods = {
         "Hello": lambda _: "helion_optuna",
