@@ -54,7 +54,7 @@ _logger = optuna.logging.get_logger(__name__)
 PICKLED = re.compile(r"(cma|cmawm|sepcma):optimizer:")
 
 
-def _without_pickles(trial: FrozenTrial) -> FrozenTrial:
+def without_pickles(trial: FrozenTrial) -> FrozenTrial:
     """The trial (read from the database) without the attributes that hold a pickle."""
     for key in [k for k in trial.system_attrs if PICKLED.match(k)]:
         del trial.system_attrs[key]
@@ -156,12 +156,12 @@ class BatchedStorage(_CachedStorage):
             return pending.trial
         with self._lock:
             cached = self._get_cached_trial(trial_id)
-        return cached or _without_pickles(self._backend.get_trial(trial_id))
+        return cached or without_pickles(self._backend.get_trial(trial_id))
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         """Every trial read from the database (or created from a template) enters the cache
         here: without pickles."""
-        super()._add_trials_to_cache(study_id, [_without_pickles(t) for t in trials])
+        super()._add_trials_to_cache(study_id, [without_pickles(t) for t in trials])
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                         distribution: BaseDistribution) -> None:
@@ -217,7 +217,7 @@ class BatchedStorage(_CachedStorage):
         """Start a WAITING trial (take_waiting); it is then this process's."""
         taken = take_waiting(self._backend, trial_id)
         if taken:
-            frozen = _without_pickles(self._backend.get_trial(trial_id))
+            frozen = without_pickles(self._backend.get_trial(trial_id))
             with self._lock:
                 study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
                 self._studies[study_id].trials[frozen.number] = frozen

@@ -38,7 +38,7 @@ from optuna.storages._grpc.server import make_server
 from optuna.trial import FrozenTrial, TrialState
 
 from helion_optuna.errors import StorageError
-from helion_optuna.storage.batched_storage import _without_pickles, set_once, take_waiting
+from helion_optuna.storage.batched_storage import set_once, take_waiting, without_pickles
 from helion_optuna.storage.urls import masked
 
 _logger = optuna.logging.get_logger(__name__)
@@ -146,9 +146,6 @@ class ProxyStorage(GrpcStorageProxy):
 class _Served(_CachedStorage):
     """The server's storage: Optuna's cached RDB storage, plus what the clients need."""
 
-    def __init__(self, backend: RDBStorage) -> None:
-        super().__init__(backend)
-
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
         if state == TrialState.RUNNING:
@@ -156,10 +153,10 @@ class _Served(_CachedStorage):
         return super().set_trial_state_values(trial_id, state, values)
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
-        super()._add_trials_to_cache(study_id, [_without_pickles(t) for t in trials])
+        super()._add_trials_to_cache(study_id, [without_pickles(t) for t in trials])
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        return _without_pickles(super().get_trial(trial_id))
+        return without_pickles(super().get_trial(trial_id))
 
     def fail_stale(self) -> None:
         """Fail the running trials, of the studies served, whose heartbeats stopped."""
@@ -182,11 +179,13 @@ def serve(backend: RDBStorage, host: str, port: int) -> Any:
     except OSError as e:
         raise StorageError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
     storage = _Served(backend)
-    methods = {
-        "Hello": lambda _: "helion_optuna",
-        "Heartbeat": lambda ids: [backend.record_heartbeat(i) for i in ids] and None,
-        "SetStudySystemAttrOnce": lambda a: set_once(backend, *a),
-    }
+
+    def heartbeat(trial_ids: list[int]) -> None:
+        for trial_id in trial_ids:
+            backend.record_heartbeat(trial_id)
+
+    methods = {"Hello": lambda _: "helion_optuna", "Heartbeat": heartbeat,
+               "SetStudySystemAttrOnce": lambda a: set_once(backend, *a)}
     server = make_server(storage, host, port, ThreadPoolExecutor(THREADS))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, {
         name: grpc.unary_unary_rpc_method_handler(
@@ -197,7 +196,10 @@ def serve(backend: RDBStorage, host: str, port: int) -> Any:
     def fail_stale() -> None:
         while True:
             time.sleep(backend.heartbeat_interval)
-            storage.fail_stale()
+            try:
+                storage.fail_stale()
+            except Exception as e:  # a database blip: the next look may get through
+                _logger.warning(f"failing stale trials failed: {e}")
 
     threading.Thread(target=fail_stale, daemon=True, name="helion_optuna stale trials").start()
     return server
