@@ -1,5 +1,6 @@
 """helion-optuna tune, worker and --gpus: kernels of a script, tuned by one or several
-processes that share one study (through the Triton interpreter on the CPU)."""
+processes that share one study, on one or several timing workers (through the Triton
+interpreter on the CPU)."""
 
 import json
 import os
@@ -19,7 +20,13 @@ import helion_optuna.helion as hoh
 from helion_optuna import Config
 from helion_optuna.cli import main
 from helion_optuna.cli.job import JobError
-from helion_optuna.storage.records import CHOICE, EVALUATION, JOB, config_key_of, is_lost
+from helion_optuna.storage.records import (
+    EVALUATION,
+    JOB,
+    config_key_of,
+    is_lost,
+    timeline_of,
+)
 from helion_optuna.tuning import tuner
 
 pytestmark = pytest.mark.filterwarnings("ignore:no GPU", "ignore:Heartbeat of storage")
@@ -201,25 +208,24 @@ def test_a_worker_joins_a_tuning_and_they_spend_one_budget(script, storage_url):
     assert len(set(references)) >= 2 and str(os.getpid()) not in references
 
 
-@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
-def test_gpus_2_on_the_cpu_starts_two_workers_that_share_one_budget(script, storage_url,
-                                                                     capsys, monkeypatch):
+def test_gpus_2_on_the_cpu_times_on_two_timing_workers_at_once(script, capsys, monkeypatch):
     monkeypatch.setenv("SLOW_S", "0.1")
+    url = f"sqlite:///{script.parent}/studies.db"
     code, out, err = run(capsys, "tune", "kernels.py:launch", "--space", "SPACE", "--inputs",
-                         "inputs", "--n-trials", "6", "--sampler", "random", "--gpus", "2",
-                         "--storage", storage_url)
+                         "inputs", "--n-trials", "8", "--sampler", "random", "--gpus", "2",
+                         "--storage", url)
     assert code == 0, err
-    study = optuna.load_study(study_name=study_of(err), storage=storage_url)
-    done = assert_one_budget(study, 6)
-    assert len({t.system_attrs[EVALUATION] for t in done}) == 2  # both took part
-    choices = [k for k in study._storage.get_study_system_attrs(study._study_id)
-               if k.startswith(CHOICE)]
-    assert len(choices) == 1  # the leaders were timed again by one of them
+    study = optuna.load_study(study_name=study_of(err), storage=url)
+    done = assert_one_budget(study, 8)
+    assert len({t.system_attrs[EVALUATION] for t in done}) == 1  # one process
+    spans = {}
+    for t in done:
+        timeline = timeline_of(t)
+        assert timeline["compile"][1] <= timeline["time"][0] <= timeline["time"][1]
+        spans.setdefault(timeline["timer"], []).append(timeline["time"])
+    assert sorted(spans) == [0, 1]  # both timed configs, at the same time
+    assert any(a[0] < b[1] and b[0] < a[1] for a in spans[0] for b in spans[1])
     assert Config.from_json(out).config == study.user_attrs["best_config"]
-    for worker in ("[worker 0] ", "[worker 1] "):  # each printed the same best config
-        printed = "".join(line.removeprefix(worker) + "\n" for line in err.splitlines()
-                          if line.startswith(worker) and not line.endswith("ms)"))
-        assert printed.startswith(out), err
 
 
 @pytest.mark.slow
@@ -301,28 +307,32 @@ def test_a_recorded_job_is_checked_field_by_field():
 
 
 def test_gpus_name_the_gpus_as_this_process_sees_them(monkeypatch):
-    from helion_optuna.cli.gpu_workers import devices
+    from helion_optuna.evaluation.device import timing_devices
 
     monkeypatch.delenv("TRITON_INTERPRET")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert devices("all") == ["0", "1", "2", "3"] and devices("2") == ["0", "1"]
-    assert devices("1,3") == ["1", "3"]
+    assert timing_devices("all") == ["0", "1", "2", "3"] and timing_devices(2) == ["0", "1"]
+    assert timing_devices([1, 3]) == ["1", "3"] and timing_devices(None) == [None]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
-    assert devices("all") == ["4", "5", "6", "7"] and devices("0,2") == ["4", "6"]
-    with pytest.raises(JobError, match=re.escape("--gpus: 5: 4 GPUs visible")):
-        devices("5")
-    with pytest.raises(JobError, match="--gpus: 0,4: 4 GPUs visible"):
-        devices("0,4")
+    assert timing_devices("all") == ["4", "5", "6", "7"] and timing_devices([0, 2]) == ["4", "6"]
+    with pytest.raises(ValueError, match=re.escape("5: 4 GPUs visible")):
+        timing_devices(5)
+    with pytest.raises(ValueError, match="0,4: 4 GPUs visible"):
+        timing_devices([0, 4])
+    for bad in (0, "2", [1, 1], [], True, 1.5):
+        with pytest.raises(ValueError, match="is not 'all', a count N >= 1, or distinct"):
+            timing_devices(bad)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    with pytest.raises(JobError, match="no GPU visible"):
-        devices("1")
+    with pytest.raises(ValueError, match="no GPU visible"):
+        timing_devices(1)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpus_all_tunes_with_one_worker_per_gpu(script):
+def test_gpus_all_times_on_every_gpu(script):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["SLOW_S"] = "0.05"  # timings that last, so that every GPU gets some
     url = f"sqlite:///{script.parent}/studies.db"
     tuning = subprocess.run([sys.executable, "-m", "helion_optuna", "tune", "kernels.py:launch",
                              "--space", "SPACE", "--inputs", "inputs", "--n-trials", "12",
@@ -330,16 +340,9 @@ def test_gpus_all_tunes_with_one_worker_per_gpu(script):
                             capture_output=True, text=True, env=env, timeout=600)
     assert tuning.returncode == 0, tuning.stderr
     # 12 of the space's 15 configs
-    assert_one_budget(optuna.load_study(study_name=study_of(tuning.stderr), storage=url), 12)
+    study = optuna.load_study(study_name=study_of(tuning.stderr), storage=url)
+    done = assert_one_budget(study, 12)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-    for i in range(torch.cuda.device_count()):  # each ended with the config printed
-        gpu = visible[i] if visible[0] else str(i)
-        assert f"[worker {i}, GPU {gpu}] {tuning.stdout.splitlines()[0]}" in tuning.stderr
-
-
-def test_each_worker_gets_its_share_of_the_cores_and_at_least_one():
-    from helion_optuna.cli.gpu_workers import share
-
-    assert [share([0, 1, 2, 3], i, 2) for i in range(2)] == [[0, 1], [2, 3]]
-    assert [share([0, 1], i, 3) for i in range(3)] == [[0], [0], [1]]
-    assert sorted(c for i in range(3) for c in share(list(range(8)), i, 3)) == list(range(8))
+    gpus = visible[:torch.cuda.device_count()] if visible[0] else [
+        str(i) for i in range(torch.cuda.device_count())]
+    assert {timeline_of(t)["gpu"] for t in done} == set(gpus)

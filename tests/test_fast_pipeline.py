@@ -65,10 +65,10 @@ def test_workers_are_forked_by_one_server_that_the_next_tuning_reuses():
     with KernelObjective(launch, args(), space=SPACE, reference=reference) as objective:
         (result,) = objective.evaluate([Config(BLOCK=64, DELAY=0)])
         assert result.ok
-        assert objective._timer.pid in children(server.pid)
+        assert objective._timers.workers[0].pid in children(server.pid)
     with KernelObjective(launch, args(), space=SPACE, reference=reference) as again:
         assert again.evaluate([Config(BLOCK=128, DELAY=0)])[0].ok
-        assert again._timer.pid in children(server.pid)
+        assert again._timers.workers[0].pid in children(server.pid)
     assert forkserver.server(worker.preload()) is server
 
 

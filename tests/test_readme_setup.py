@@ -29,7 +29,8 @@ def test_the_dev_extra_installs_the_drivers_of_the_readme_s_urls_and_what_tests_
     assert "psycopg[binary]>=3.1" in extras["postgres"]  # postgresql:// on SQLAlchemy 2.1
     assert "sqlalchemy>=2.1" in project["dependencies"]
     assert "pymysql>=1.1" in extras["mysql"]  # mysql+pymysql://
-    assert "helion-optuna[postgres,mysql,plot]" in extras["dev"]
+    assert {"grpcio>=1.68.1", "protobuf>=5.28.1"} <= set(extras["grpc"])  # grpc:// URLs
+    assert "helion-optuna[postgres,mysql,plot,grpc]" in extras["dev"]
     assert any(r.startswith("playwright") for r in extras["dev"])
 
 

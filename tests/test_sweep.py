@@ -117,10 +117,6 @@ def test_tune_on_several_argument_sets_then_export_configs_for_triton_autotune(s
     assert code == 0, err
     assert json.loads(joined) == configs[2]
 
-    code, _, err = run(capsys, "tune", "sweep_kernels.py:launch", "--space", "SPACE",
-                       "--inputs", "several", "--gpus", "2", "--storage", url)
-    assert code == 1 and "--gpus: not with several argument sets (3)" in err
-
     code, source, err = run(capsys, "export-configs", "--kernel", "double", "--max", "2",
                             "--storage", url)
     assert code == 0, err

@@ -24,8 +24,9 @@ from optuna.trial import TrialState
 from helion_optuna.cli import (
     dashboard,
     export_configs,
-    gpu_workers,
+    gpus,
     plots,
+    storage_server,
     study_files,
     sweeping,
 )
@@ -153,31 +154,29 @@ def tune(args: argparse.Namespace) -> int:
     if (args.rtol is None) != (args.atol is None):
         print("helion-optuna tune: give --rtol and --atol together", file=sys.stderr)
         return 2
-    devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
     tunings = Tuning.each(Job(args.target, args.inputs, args.space, args.effort, args.sampler,
                               args.n_trials, args.timeout, args.reference, args.rtol,
-                              args.atol), args.storage)
+                              args.atol), args.storage, gpus.checked(args.gpus))
     if len(tunings) > 1:  # INPUTS returned several argument sets
-        return sweeping.run(tunings, devices)
+        return sweeping.run(tunings)
     (tuning,) = tunings
     if tuning.is_hit():
         print(f"{args.target}: a cache hit, study {tuning.study_name!r}: tuned before with at "
               "least this budget, nothing is compiled or timed", file=sys.stderr)
-        return _tuned(tuning, None)
+        return _tuned(tuning)
     tuning.record()
     print(f"tuning {args.target} in study {tuning.study_name!r}; other processes join with: "
           f"helion-optuna worker --study {tuning.study_name} (and this storage)",
           file=sys.stderr)
-    return _tuned(tuning, devices)
+    return _tuned(tuning)
 
 
 def worker(args: argparse.Namespace) -> int:
-    devices = None if args.gpus is None else gpu_workers.devices(args.gpus)
-    return _tuned(joined(args.storage, args.study), devices)
+    return _tuned(joined(args.storage, args.study, gpus.checked(args.gpus)))
 
 
-def _tuned(tuning: Tuning, devices: list[str | None] | None) -> int:
-    config, ms = tuning.run(devices)
+def _tuned(tuning: Tuning) -> int:
+    config, ms = tuning.run()
     print(config.to_json())
     print(tuning.describe(ms), file=sys.stderr)
     return 0
@@ -219,11 +218,11 @@ def _port(text: str) -> int:
     return int(text)
 
 
-_GPUS = (("--gpus",), {"metavar": "all|N|I,J,...", "type": _argument(gpu_workers.parse),
-                       "help": "tune in one process per GPU (all, the first N, or these "
-                               "indices), each seeing only its GPU and compiling on its share "
-                               "of the cores; under TRITON_INTERPRET=1, N interpreter "
-                               "processes"})
+_GPUS = (("--gpus",), {"metavar": "all|N|I,J,...", "type": _argument(gpus.parse),
+                       "help": "time configs on these GPUs (all, the first N, or these "
+                               "indices), each config on the first GPU free, all fed by one "
+                               "pool of compile workers; under TRITON_INTERPRET=1, N "
+                               "interpreter timing workers"})
 
 #: name -> (run, help, arguments: (flags, options) for add_argument)
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
@@ -294,6 +293,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
                                                "database in <HELION_CACHE_DIR>/"
                                                "helion-optuna)"})]),
     "export-configs": export_configs.COMMAND,
+    "serve-storage": storage_server.command(_argument(_port)),
     "plot": (plot, "draw a study's optimization history, parameter importances and time of "
                    "each config by sampler into an HTML page or a PNG image",
              [(("--study",), {"required": True, "help": "the study's name"}),

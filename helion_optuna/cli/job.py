@@ -32,24 +32,22 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import cloudpickle
 
-from helion_optuna.cli.gpu_workers import run_workers
 from helion_optuna.decorator import Autotuned
 from helion_optuna.errors import JobError, TuningError
 from helion_optuna.evaluation.device import interpreting
 from helion_optuna.space import Config, ConfigSpace
 from helion_optuna.storage import fingerprint, records
 from helion_optuna.storage.cache import LocalAutotuneCache, cache_entry
-from helion_optuna.storage.opening import label, open_storage, study_id, study_user_attrs
+from helion_optuna.storage.opening import label, open_storage, study_id
 from helion_optuna.storage.urls import default_storage_url
 from helion_optuna.tuning import tuner
 
@@ -112,9 +110,12 @@ class Job:
 
 class Tuning:
     """A job made ready in this process: its script imported, its inputs made, its study
-    (the cache entry of the tuning) known. ``storage``: a URL, default as everywhere."""
+    (the cache entry of the tuning) known. ``storage``: a URL, default as everywhere;
+    ``gpus``: the GPUs this process times on (``tune(gpus=...)``; not part of the job, which
+    machines with other GPUs join)."""
 
-    def __init__(self, job: Job, storage: str | None = None, made: Any = None) -> None:
+    def __init__(self, job: Job, storage: str | None = None,
+                 gpus: str | int | list[int] | None = None, made: Any = None) -> None:
         """``made``: what INPUTS() returned, if called already."""
         self.job = job
         self.storage_url = storage or default_storage_url()
@@ -125,18 +126,20 @@ class Tuning:
         reference = job.reference and _attribute(module, job.reference, "--reference")
         self.cache, self._run, self._shown, self._budget = _plan(
             job, self.storage_url, kernel, _one(made, job, isinstance(kernel, Autotuned)),
-            space, reference)
+            space, reference, gpus)
 
     @classmethod
-    def each(cls, job: Job, storage: str | None = None) -> list[Tuning]:
+    def each(cls, job: Job, storage: str | None = None,
+             gpus: str | int | list[int] | None = None) -> list[Tuning]:
         """The tuning of each argument set that the job's INPUTS returns, in order (one if
         it returns one)."""
         module, kernel = _kernel(job)
         made = _call(_attribute(module, job.inputs, "--inputs"), job.inputs)
         sets = _several(made, isinstance(kernel, Autotuned))
         if sets is None:
-            return [cls(job, storage, made)]
-        return [cls(dataclasses.replace(job, index=i), storage, made) for i in range(len(sets))]
+            return [cls(job, storage, gpus, made)]
+        return [cls(dataclasses.replace(job, index=i), storage, gpus, made)
+                for i in range(len(sets))]
 
     @property
     def study_name(self) -> str:
@@ -152,18 +155,10 @@ class Tuning:
         the one that workers joining the study run)."""
         records.set_job(self.cache.open_study(), self.job.to_json())
 
-    def run(self, devices: Sequence[str | None] | None = None) -> tuple[Config, float]:
-        """Tune here, or with ``devices``, in one ``helion-optuna worker`` process per
-        device (gpu_workers.py); return the study's best config and its time."""
-        if devices is None:
-            result = self.tune()
-            return self.shown(result.config), result.ms
-        run_workers(self.storage_url, self.study_name, devices)
-        attrs = study_user_attrs(self.storage_url, self.study_name)
-        best_config, ms = records.best_config_of(attrs), records.best_ms_of(attrs)
-        if best_config is None:
-            raise JobError(f"study {self.study_name!r}: the workers ended without a best config")
-        return self.shown(Config.from_dict(best_config)), math.nan if ms is None else ms
+    def run(self) -> tuple[Config, float]:
+        """Tune; return the study's best config and its time."""
+        result = self.tune()
+        return self.shown(result.config), result.ms
 
     def tune(self) -> tuner.TuneResult:
         """Tune here."""
@@ -183,8 +178,10 @@ class Tuning:
                 f"{label(open_storage(self.storage_url))}")
 
 
-def joined(storage: str | None, study_name: str) -> Tuning:
-    """The tuning of the job recorded in ``study_name``, made ready to join the study."""
+def joined(storage: str | None, study_name: str,
+           gpus: str | int | list[int] | None = None) -> Tuning:
+    """The tuning of the job recorded in ``study_name``, made ready to join the study (on
+    ``gpus``)."""
     opened = open_storage(storage, create=False)
     attrs = opened.get_study_user_attrs(study_id(opened, study_name))
     job = records.job_of(attrs)
@@ -192,7 +189,7 @@ def joined(storage: str | None, study_name: str) -> Tuning:
         raise JobError(f"study {study_name!r} has no job (it was not tuned by helion-optuna "
                        "tune): to join it, run the same tuning (the same helion_optuna.tune "
                        "call or helion-optuna tune command) with this storage")
-    tuning = Tuning(Job.from_json(job), storage)
+    tuning = Tuning(Job.from_json(job), storage, gpus)
     if tuning.study_name != study_name:
         differ = fingerprint.differences(tuning.cache.key, records.cache_key_of(attrs) or {})
         raise JobError(f"study {study_name!r}: its job ({tuning.job.target}) here is another "
@@ -258,12 +255,14 @@ def _kernel(job: Job) -> tuple[ModuleType, Any]:
     return module, _attribute(module, name, "KERNEL")
 
 
-def _plan(job: Job, storage: str, kernel: Any, made: Any, space: Any,
-          reference: Any) -> _Plan:
+def _plan(job: Job, storage: str, kernel: Any, made: Any, space: Any, reference: Any,
+          gpus: str | int | list[int] | None) -> _Plan:
     """The cache entry of the job's tuning, the call that tunes, and the config to show for
     the one it finds."""
     name = job.target.rpartition(":")[2]
     options: dict[str, Any] = {} if job.sampler is None else {"sampler": job.sampler}
+    if gpus is not None:
+        options["gpus"] = gpus
     if (job.effort, job.n_trials, job.timeout) != (None, None, None):  # the whole budget
         options.update(effort=job.effort or "quick", n_trials=job.n_trials,
                        timeout=job.timeout)

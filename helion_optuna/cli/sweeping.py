@@ -14,14 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from helion_optuna.cli.job import Tuning
-from helion_optuna.errors import JobError
 from helion_optuna.tuning import sweep
 
 
-def run(tunings: Sequence[Tuning], devices: list[str | None] | None) -> int:
-    if devices is not None:
-        raise JobError(f"--gpus: not with several argument sets ({len(tunings)}); tune them "
-                       "here, or join each set's study with helion-optuna worker --gpus")
+def run(tunings: Sequence[Tuning]) -> int:
     for tuning in tunings:
         if not tuning.is_hit():
             tuning.record()

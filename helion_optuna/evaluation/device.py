@@ -20,6 +20,7 @@ import ctypes
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 
 #: The device of kernels run by the Triton interpreter.
 INTERPRETER = "cpu (triton interpreter)"
@@ -90,3 +91,40 @@ def synchronize() -> None:
 
     if torch.cuda.is_available() and not interpreting():
         torch.cuda.synchronize()
+
+
+def timing_devices(gpus: str | int | Sequence[int] | None) -> list[str | None]:
+    """The ``CUDA_VISIBLE_DEVICES`` of each timing worker for ``tune(gpus=...)``: None, one
+    worker that sees this process's GPUs; ``"all"``, a count N (the first N) or indices, one
+    worker per GPU, GPUs numbered as this process sees them (``CUDA_VISIBLE_DEVICES``
+    applies). Under the interpreter a count N gives N interpreter workers (None each).
+    ValueError, naming what is visible, for GPUs that are not."""
+    if gpus is None:
+        return [None]
+    count_given = type(gpus) is int and gpus > 0
+    indices = (not isinstance(gpus, str | int) and isinstance(gpus, Sequence)
+               and len(gpus) > 0 and all(type(i) is int and i >= 0 for i in gpus)
+               and len(set(gpus)) == len(gpus))
+    if not (gpus == "all" or count_given or indices):
+        raise ValueError(f"{gpus!r} is not 'all', a count N >= 1, or distinct GPU indices "
+                         "such as [0, 2]")
+    if interpreting():
+        if not count_given:
+            raise ValueError(f"{gpus!r}: the Triton interpreter (TRITON_INTERPRET=1) uses no "
+                             "GPU: give a count of interpreter workers")
+        return [None] * gpus
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ValueError("no GPU visible (on a CPU, set TRITON_INTERPRET=1 and give a count "
+                         "of interpreter workers)")
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = listed.split(",")[:count] if listed else [str(i) for i in range(count)]
+    if gpus == "all":
+        return list(visible)
+    wanted = list(range(gpus)) if count_given else list(gpus)
+    if max(wanted) >= count:
+        shown = gpus if count_given else ",".join(map(str, gpus))
+        raise ValueError(f"{shown}: {count} GPUs visible (indices 0 to {count - 1})")
+    return [visible[i] for i in wanted]

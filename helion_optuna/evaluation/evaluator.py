@@ -1,11 +1,14 @@
 """The evaluator: compile, check and time a kernel for one Config, in worker processes.
 
 Configs compile in parallel in a pool of compile workers (Triton's ``warmup``: compile only,
-into Triton's on-disk cache), then run one after another in a single timing worker that loads
-them from that cache, checks the output against the reference and times it. A failure of any
-kind gives a Result with its reason (messages.py: compile_error, compile_timeout,
-run_timeout, crash, wrong_result or out_of_resources). This is the parent's side; the
-workers run task.py.
+into Triton's on-disk cache), then run one after another in a timing worker that loads them
+from that cache, checks the output against the reference and times it. With several GPUs
+(``gpus``) there is a timing worker per GPU, each seeing only its GPU, and a compiled config
+goes to whichever is free: one pool of compile workers on every core feeds them all, so no
+GPU waits while another has work queued (benchmarks/multi_gpu.py). A failure of any kind
+gives a Result with its reason (messages.py: compile_error, compile_timeout, run_timeout,
+crash, wrong_result or out_of_resources). This is the parent's side; the workers run
+task.py.
 
 Workers are forked by the fork server (worker.py, forkserver.py). A config's value is its
 time relative to the anchor (task.py): its ratio to the anchor, timed beside it, times the
@@ -18,12 +21,13 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from helion_optuna.evaluation import pickling, worker
-from helion_optuna.evaluation.device import interpret_without_gpu
+from helion_optuna.evaluation.device import interpret_without_gpu, timing_devices
 from helion_optuna.evaluation.messages import (
     COMPILE_TIMEOUT,
     CRASH,
@@ -54,7 +58,9 @@ class Evaluator:
     ``autotune_accuracy_check=False``). Tensor arguments are restored to what was given
     before each checked run, so kernels may write them in place. ``timeout_s`` bounds one
     run, and one compile (once 8 compiles have finished, a compile is also stopped at 10x
-    their median, at least 5 s).
+    their median, at least 5 s). ``gpus`` (device.timing_devices): time on these GPUs, one
+    timing worker each; their values share one unit (the first value's anchor), as each is
+    a ratio to the anchor timed beside it on its own GPU.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class Evaluator:
         compile_workers: int | None = None,
         default: Config | None = None,
         check: bool = True,
+        gpus: str | int | Sequence[int] | None = None,
     ) -> None:
         if (rtol is None) != (atol is None):
             raise ValueError("rtol and atol go together: give both or neither")
@@ -82,15 +89,16 @@ class Evaluator:
         # Compile workers get the arguments' shapes, not their data (see Unfilled).
         self._compile_task = pickling.dumps(
             Task(launch, tuple(map(Unfilled.of, args)), None, default, rtol, atol, check))
-        #: Compile workers, one per core this process may run on (``tune --gpus`` gives
-        #: each of its processes a share); up to ``in_flight`` configs are compiling or
-        #: waiting to be timed.
+        #: The CUDA_VISIBLE_DEVICES of each timing worker (None: this process's).
+        self.devices = timing_devices(gpus)
+        #: Compile workers, one per core this process may run on; up to ``in_flight``
+        #: configs are compiling or waiting to be timed (two per timing worker).
         self.batch_size = compile_workers or len(os.sched_getaffinity(0))
-        self.in_flight = self.batch_size + 2
+        self.in_flight = self.batch_size + 2 * len(self.devices)
         interpret_without_gpu()
         worker.warm()
         self._compilers: Pool | None = None
-        self._timer: Worker | None = None
+        self._timers: Pool | None = None
         self._compile_times: list[float] = []
         #: The anchor's first median ms: the unit of every value.
         self.anchor_ms = math.nan
@@ -105,10 +113,11 @@ class Evaluator:
         """Start evaluating ``config``: it compiles on the next idle compile worker, then
         waits for the timing worker. The Result comes through the future."""
         if self._compilers is None:
-            self._compilers = Pool(self._compile_task, Role.COMPILE, self.batch_size)
-            self._timer = Worker(self._task, Role.TIME)
-            self._timing = ThreadPoolExecutor(1)
-            self._timing.submit(self._timer.start)  # its start overlaps the first compiles
+            # Compile workers spread over the GPUs: each makes a CUDA context on its GPU.
+            self._compilers = Pool(self._compile_task, Role.COMPILE, [
+                _sees(self.devices[i % len(self.devices)]) for i in range(self.batch_size)])
+            self._timers = Pool(self._task, Role.TIME, [_sees(d) for d in self.devices])
+            self._timers.start()  # their starts overlap the first compiles
         result: Future[Result] = Future()
 
         def timed(f: Future) -> None:
@@ -118,18 +127,18 @@ class Evaluator:
             if f.exception() is not None or not f.result().ok:
                 _forward(f, result)
             else:
-                self._timing.submit(self._time, config, f.result()).add_done_callback(timed)
+                self._timers.submit(self._time, (config, f.result())).add_done_callback(timed)
 
         self._compilers.submit(self._compile, config).add_done_callback(compiled)
         return result
 
     def retime(self, configs: Sequence[Config]) -> list[Result]:
         """Time already checked configs again, each in one longer round beside the anchor (no
-        compile, no check)."""
-        def timed(config: Config) -> Result:
-            return self._valued(self._call(self._timer, Request(Kind.TIME, config,
-                                                                rep_ms=RETIME_MS), RUN_TIMEOUT))
-        return [self._timing.submit(timed, c).result() for c in configs]
+        compile, no check), on whichever GPUs are free: with several, at once."""
+        def timed(worker: Worker, config: Config) -> Result:
+            return self._valued(self._call(worker, Request(Kind.TIME, config,
+                                                           rep_ms=RETIME_MS), RUN_TIMEOUT))
+        return [f.result() for f in [self._timers.submit(timed, c) for c in configs]]
 
     def time_reference(self) -> Result | None:
         """The reference function's time in the unit of the values: the anchor's first
@@ -137,8 +146,10 @@ class Evaluator:
         return Result(ms=self.anchor_ms, ratio=1.0) if self.has_reference else None
 
     def _compile(self, worker: Worker, config: Config) -> Result:
+        start = time.time()
         result = self._call(worker, Request(Kind.COMPILE, config), COMPILE_TIMEOUT,
                             self._compile_timeout())
+        result.timeline = {"compile": [round(start, 3), round(time.time(), 3)]}
         if result.ok:
             self._compile_times.append(result.compile_s)
         return result
@@ -150,15 +161,21 @@ class Evaluator:
             return self.timeout_s
         return min(self.timeout_s, max(5.0, 10 * statistics.median(self._compile_times)))
 
-    def _time(self, config: Config, compiled: Result) -> Result:
+    def _time(self, timer: Worker, job: tuple[Config, Result]) -> Result:
+        config, compiled = job
+        start = time.time()
         bar = CLEARLY_SLOWER * self.best_ms / self.anchor_ms  # NaN or inf before a value
         result = self._valued(self._call(
-            self._timer, Request(Kind.CHECK_AND_TIME, config, bar if math.isfinite(bar) else None),
+            timer, Request(Kind.CHECK_AND_TIME, config, bar if math.isfinite(bar) else None),
             RUN_TIMEOUT))
         if result.ok and not result.screened:
             self.best_ms = min(self.best_ms, result.ms)
         result.compile_s, result.cache_dirs, result.code = (
             compiled.compile_s, compiled.cache_dirs, compiled.code)
+        result.timeline = {**compiled.timeline, "time": [round(start, 3), round(time.time(), 3)],
+                           "timer": self._timers.workers.index(timer),
+                           "gpu": timer.environ.get("CUDA_VISIBLE_DEVICES",
+                                                    os.environ.get("CUDA_VISIBLE_DEVICES"))}
         return result
 
     def _valued(self, result: Result) -> Result:
@@ -180,15 +197,19 @@ class Evaluator:
     def close(self) -> None:
         if self._compilers is not None:
             self._compilers.close()
-            self._timing.shutdown(cancel_futures=True)
-            self._timer.close()
-            self._compilers = self._timer = None
+            self._timers.close()
+            self._compilers = self._timers = None
 
     def __enter__(self) -> Evaluator:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sees(device: str | None) -> dict[str, str]:
+    """The environment of a worker that sees only ``device`` (None: this process's GPUs)."""
+    return {} if device is None else {"CUDA_VISIBLE_DEVICES": device}
 
 
 def _forward(source: Future, target: Future) -> None:

@@ -66,12 +66,13 @@ class ForkServer:
         except ChildProcessError:
             return False
 
-    def fork(self, entry: Callable[[socket.socket], None]) -> tuple[int, socket.socket]:
-        """A new worker running ``entry(sock)`` (a module-level function), and the pid and
-        socket of it."""
+    def fork(self, entry: Callable[[socket.socket], None],
+             environ: Mapping[str, str] | None = None) -> tuple[int, socket.socket]:
+        """A new worker running ``entry(sock)`` (a module-level function), with this
+        process's environment and ``environ``, and the pid and socket of it."""
         ours, theirs = socket.socketpair()
         request = ("fork", entry.__module__, entry.__qualname__, sys.path, os.getcwd(),
-                   dict(os.environ))
+                   {**os.environ, **(environ or {})})
         try:
             pid = self._ask(request, theirs.fileno())
         finally:

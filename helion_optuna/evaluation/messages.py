@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from helion_optuna.space import Config
 
@@ -89,6 +90,9 @@ class Result:
     cache_dirs: str = ""
     #: The kernel's Triton source as launched for this config (kernel_source.py).
     code: str = ""
+    #: Where its time went (evaluator.py): when its compile and its timing started and
+    #: ended (``time.time()`` seconds) and the GPU that timed it.
+    timeline: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -43,10 +43,11 @@ class WorkerLost(Exception):
 
 
 class Worker:
-    """One worker process, started on first use and again after it is lost."""
+    """One worker process, started on first use and again after it is lost. ``environ``:
+    variables it sees besides this process's (the GPU of a timing worker)."""
 
-    def __init__(self, task: bytes, role: Role) -> None:
-        self._task, self._role = task, role
+    def __init__(self, task: bytes, role: Role, environ: dict[str, str] | None = None) -> None:
+        self._task, self._role, self.environ = task, role, environ or {}
         self.pid: int | None = None
 
     def call(self, request: Request, timeout: float) -> Result:
@@ -69,7 +70,7 @@ class Worker:
         if self.pid is not None:
             return
         self._server = forkserver.server(preload())
-        self.pid, sock = self._server.fork(serve)
+        self.pid, sock = self._server.fork(serve, self.environ)
         self._outbox = self._inbox = Connection(sock.detach())
         self._outbox.send_bytes(pickle.dumps(self._role))
         self._outbox.send_bytes(self._task)
@@ -94,15 +95,21 @@ class Worker:
 
 
 class Pool:
-    """Workers that run jobs in parallel, one job per worker at a time."""
+    """Workers that run jobs in parallel, one job per worker at a time: one worker for each
+    of ``environs`` (what it sees besides this process's environment)."""
 
-    def __init__(self, task: bytes, role: Role, size: int) -> None:
-        self.size = size
-        self._workers = [Worker(task, role) for _ in range(size)]
+    def __init__(self, task: bytes, role: Role, environs: list[dict[str, str]]) -> None:
+        self.size = len(environs)
+        self.workers = [Worker(task, role, environ) for environ in environs]
         self._idle: queue.Queue[Worker] = queue.Queue()
-        for w in self._workers:
+        for w in self.workers:
             self._idle.put(w)
-        self._threads = ThreadPoolExecutor(size)
+        self._threads = ThreadPoolExecutor(self.size)
+
+    def start(self) -> None:
+        """Start every worker now, in the background (a job waits for its worker)."""
+        for _ in self.workers:
+            self.submit(lambda worker, _: worker.start(), None)
 
     def submit(self, fn: Callable[[Worker, Any], Any], job: Any) -> Future:
         """``fn(worker, job)`` on the next idle worker."""
@@ -116,7 +123,7 @@ class Pool:
 
     def close(self) -> None:
         self._threads.shutdown(cancel_futures=True)
-        for w in self._workers:
+        for w in self.workers:
             w.close()
 
 

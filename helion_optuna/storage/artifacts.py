@@ -9,10 +9,10 @@ database, so that deleting a study from one database never deletes another's fil
   default storage: ``<HELION_CACHE_DIR>/helion-optuna/studies.db-artifacts``), or the folder
   ``artifacts`` beside it that an earlier version made, where it exists (its trials' sources
   are there);
-- else (PostgreSQL, MySQL) ``<HELION_CACHE_DIR>/helion-optuna/<backend>-<host>-<port>-
-  <database>-...-artifacts`` of this machine: machines that share a database each keep the
-  sources of the trials they evaluated, and a dashboard shows those of its own machine (or
-  of the directory given to it).
+- else (PostgreSQL, MySQL, a ``grpc://`` proxy) ``<HELION_CACHE_DIR>/helion-optuna/<backend>-
+  <host>-<port>-<database>-...-artifacts`` of this machine: machines that share a database
+  each keep the sources of the trials they evaluated, and a dashboard shows those of its own
+  machine (or of the directory given to it).
 
 Each artifact belongs to one trial (an imported trial gets copies of its own: study_file.py),
 so deleting a study deletes no other study's sources, even where two databases share a
@@ -85,10 +85,10 @@ class PrivateStore(FileSystemArtifactStore):
 def store_for(storage: BaseStorage | None, create: bool = True) -> PrivateStore | None:
     """The artifact store of a database storage (its directory created on first use, unless
     ``create`` is False); None for others."""
-    database = internals.database(storage)
-    if database is None:
+    url = internals.url_of(storage)
+    if url is None:
         return None
-    path = artifact_dir(database.url)
+    path = artifact_dir(url)
     if create:
         private_directory(path)
     return PrivateStore(path)

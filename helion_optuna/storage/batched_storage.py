@@ -54,7 +54,7 @@ _logger = optuna.logging.get_logger(__name__)
 PICKLED = re.compile(r"(cma|cmawm|sepcma):optimizer:")
 
 
-def _without_pickles(trial: FrozenTrial) -> FrozenTrial:
+def without_pickles(trial: FrozenTrial) -> FrozenTrial:
     """The trial (read from the database) without the attributes that hold a pickle."""
     for key in [k for k in trial.system_attrs if PICKLED.match(k)]:
         del trial.system_attrs[key]
@@ -156,12 +156,12 @@ class BatchedStorage(_CachedStorage):
             return pending.trial
         with self._lock:
             cached = self._get_cached_trial(trial_id)
-        return cached or _without_pickles(self._backend.get_trial(trial_id))
+        return cached or without_pickles(self._backend.get_trial(trial_id))
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         """Every trial read from the database (or created from a template) enters the cache
         here: without pickles."""
-        super()._add_trials_to_cache(study_id, [_without_pickles(t) for t in trials])
+        super()._add_trials_to_cache(study_id, [without_pickles(t) for t in trials])
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                         distribution: BaseDistribution) -> None:
@@ -214,18 +214,10 @@ class BatchedStorage(_CachedStorage):
         return True
 
     def _take_waiting(self, trial_id: int) -> bool:
-        """Start a WAITING trial (``study.ask`` takes enqueued trials first), in one process
-        only: RDBStorage reads the state, then writes it, which SQLite does not lock
-        between, so two processes could both start it. The trial is then this process's."""
-        trial = models.TrialModel
-        with _create_scoped_session(self._backend.scoped_session) as session:
-            taken = session.query(trial).filter(
-                trial.trial_id == trial_id, trial.state == TrialState.WAITING).update(
-                {trial.state: TrialState.RUNNING}, synchronize_session=False) == 1
-            if taken:
-                trial.find_or_raise_by_id(trial_id, session).datetime_start = datetime.now()
+        """Start a WAITING trial (take_waiting); it is then this process's."""
+        taken = take_waiting(self._backend, trial_id)
         if taken:
-            frozen = _without_pickles(self._backend.get_trial(trial_id))
+            frozen = without_pickles(self._backend.get_trial(trial_id))
             with self._lock:
                 study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
                 self._studies[study_id].trials[frozen.number] = frozen
@@ -234,15 +226,7 @@ class BatchedStorage(_CachedStorage):
         return taken
 
     def set_study_system_attr_once(self, study_id: int, key: str, value: Any) -> Any:
-        """Set the study's system attribute unless it is set; return its value (that of
-        the first process to set it: the key is unique in the database)."""
-        try:
-            with _create_scoped_session(self._backend.scoped_session) as session:
-                session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
-                                                             value_json=json.dumps(value)))
-        except sqlalchemy.exc.IntegrityError:
-            pass
-        return self._backend.get_study_system_attrs(study_id)[key]
+        return set_once(self._backend, study_id, key, value)
 
     def _write(self, pending: _Pending, state: TrialState | None,
                values: list[float] | None) -> None:
@@ -342,3 +326,29 @@ class BatchedStorage(_CachedStorage):
                         self._backend.record_heartbeat(trial_id)
                     except Exception as e:  # a database blip: the next beat may get through
                         _logger.warning(f"heartbeat of trial {trial_id} failed: {e}")
+
+
+def take_waiting(backend: RDBStorage, trial_id: int) -> bool:
+    """Start a WAITING trial (``study.ask`` takes enqueued trials first), in one process
+    only: RDBStorage reads the state, then writes it, which SQLite does not lock between, so
+    two processes could both start it."""
+    trial = models.TrialModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        taken = session.query(trial).filter(
+            trial.trial_id == trial_id, trial.state == TrialState.WAITING).update(
+            {trial.state: TrialState.RUNNING}, synchronize_session=False) == 1
+        if taken:
+            trial.find_or_raise_by_id(trial_id, session).datetime_start = datetime.now()
+    return taken
+
+
+def set_once(backend: RDBStorage, study_id: int, key: str, value: Any) -> Any:
+    """Set the study's system attribute unless it is set; return its value (that of the
+    first process to set it: the key is unique in the database)."""
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            session.add(models.StudySystemAttributeModel(study_id=study_id, key=key,
+                                                         value_json=json.dumps(value)))
+    except sqlalchemy.exc.IntegrityError:
+        pass
+    return backend.get_study_system_attrs(study_id)[key]

@@ -16,13 +16,14 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from helion_optuna.storage.batched_storage import BatchedStorage
+from helion_optuna.storage.proxy import ProxyStorage
 
 
 def trials(study: optuna.Study, refresh: bool = False) -> list[FrozenTrial]:
     """The study's trials, not copied (never change them); ``refresh`` reads the database
     even if this process has not created a trial since the last read (BatchedStorage)."""
     storage = study._storage
-    if refresh and isinstance(storage, BatchedStorage):
+    if refresh and isinstance(storage, BatchedStorage):  # a ProxyStorage reads every time
         storage.refresh(study._study_id)
     return study._get_trials(deepcopy=False, use_cache=not refresh)
 
@@ -34,8 +35,8 @@ def fail(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def flush(trial: optuna.Trial) -> None:
     """Make the trial's params and attributes visible to other processes (BatchedStorage
-    writes them when a trial is flushed or told)."""
-    if isinstance(trial.storage, BatchedStorage):
+    writes them when a trial is flushed or told), and start its heartbeats."""
+    if isinstance(trial.storage, BatchedStorage | ProxyStorage):
         trial.storage.flush(trial._trial_id)
 
 
@@ -56,7 +57,7 @@ def set_study_system_attr_once(study: optuna.Study, key: str, value: Any) -> Any
     """Set the study's system attribute unless it is set; return its value, that of the first
     process to set it (in a database; a storage in memory serves one process)."""
     storage = study._storage
-    if isinstance(storage, BatchedStorage):
+    if isinstance(storage, BatchedStorage | ProxyStorage):
         return storage.set_study_system_attr_once(study._study_id, key, value)
     storage.set_study_system_attr(study._study_id, key, value)
     return value
@@ -65,6 +66,14 @@ def set_study_system_attr_once(study: optuna.Study, key: str, value: Any) -> Any
 def listed_trials(storage: BaseStorage, listed: Any) -> list[FrozenTrial]:
     """The trials of a study that ``storage.get_all_studies()`` listed, not copied."""
     return storage.get_all_trials(listed._study_id, deepcopy=False)
+
+
+def url_of(storage: BaseStorage | None) -> str | None:
+    """The URL of a database storage (database below) or of a gRPC proxy; None for others."""
+    if isinstance(storage, ProxyStorage):
+        return storage.url
+    rdb = database(storage)
+    return None if rdb is None else rdb.url
 
 
 def database(storage: BaseStorage | None) -> RDBStorage | None:

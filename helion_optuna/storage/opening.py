@@ -9,6 +9,10 @@ machines that share one database.
 Heartbeats are on (see batched_storage.py): ``fail_stale_trials`` fails the RUNNING trials of
 a process that died (``kill -9``, a lost machine) once they have missed GRACE_PERIOD_S.
 
+A ``grpc://host:port`` URL is a database behind the gRPC proxy that ``helion-optuna
+serve-storage`` runs (proxy.py): processes talk to it instead of holding database connections
+each; it keeps the heartbeats and fails a dead process's trials.
+
 A cache lookup reads a study's attributes without opening Optuna's storage where it can
 (sql.py), and a database whose schema is another Optuna version's, or an SQLite file of
 another application, is refused before RDBStorage touches it. A read is a read: a storage
@@ -30,9 +34,10 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage
 
 from helion_optuna.errors import NoStudies, StorageError
-from helion_optuna.storage import internals, sql
+from helion_optuna.storage import internals, proxy, sql
 from helion_optuna.storage.batched_storage import BatchedStorage
 from helion_optuna.storage.urls import (
+    CONNECT_TIMEOUT_S,
     default_storage_url,
     engine_kwargs,
     failure,
@@ -51,17 +56,17 @@ HEARTBEAT_INTERVAL_S = 2
 #: Seconds without a heartbeat after which a RUNNING trial belongs to a dead process.
 GRACE_PERIOD_S = 10
 
-_opened: dict[tuple[str, bool], BatchedStorage] = {}  # (url, create) -> storage
+_opened: dict[tuple[str, bool], BaseStorage] = {}  # (url, create) -> storage
 _opening = threading.RLock()  # held by open_storage while it connects
 
 
 def open_storage(storage: str | BaseStorage | None = None, create: bool = True) -> BaseStorage:
     """The storage for a URL (None: :func:`default_storage_url`), opened once per process as
-    a :class:`BatchedStorage` with heartbeats; an RDBStorage object wrapped the same way; any
-    other storage object as given. ``create=False`` (for commands that only read) writes
-    nothing: the database must hold Optuna's tables already, and an SQLite file is opened
-    read-only. A storage that cannot be used raises StorageError, naming the URL with its
-    password hidden."""
+    a :class:`BatchedStorage` with heartbeats (a ``grpc://`` URL: a proxy.ProxyStorage); an
+    RDBStorage object wrapped the same way; any other storage object as given.
+    ``create=False`` (for commands that only read) writes nothing: the database must hold
+    Optuna's tables already, and an SQLite file is opened read-only. A storage that cannot
+    be used raises StorageError, naming the URL with its password hidden."""
     if isinstance(storage, RDBStorage):
         return BatchedStorage(storage)
     if isinstance(storage, BaseStorage):
@@ -69,14 +74,27 @@ def open_storage(storage: str | BaseStorage | None = None, create: bool = True) 
     url = storage or default_storage_url()
     with _opening:
         if (url, create) not in _opened:
-            _opened[url, create] = BatchedStorage(_rdb_storage(url, create))
+            _opened[url, create] = (
+                proxy.ProxyStorage(url, CONNECT_TIMEOUT_S, HEARTBEAT_INTERVAL_S)
+                if proxy.address(url) else BatchedStorage(_rdb_storage(url, create)))
         return _opened[url, create]
+
+
+def serve(url: str, host: str, port: int) -> Any:
+    """Start the gRPC proxy of the database ``url`` (created if new) on host:port: a
+    ``grpc.Server``, serving until stopped."""
+    if proxy.address(url):
+        raise StorageError(f"storage {masked(url)}: a proxy already; serve a database URL")
+    return proxy.serve(_rdb_storage(url, create=True), host, port)
 
 
 def exists(url: str | None) -> bool:
     """Whether the database of ``url`` (None: the default) may hold studies: for SQLite,
     whether its file exists; a server's database is taken to exist."""
-    path = sqlite_file(parsed(url or default_storage_url()))
+    url = url or default_storage_url()
+    if proxy.address(url):
+        return True
+    path = sqlite_file(parsed(url))
     return path is None or path.is_file()
 
 
@@ -85,6 +103,8 @@ def is_new(url: str | None) -> bool:
     open_storage would create (a missing SQLite file too); StorageError for one that
     open_storage would refuse (another application's, another Optuna version's)."""
     url = url or default_storage_url()
+    if proxy.address(url):
+        return False  # the proxy made its database's tables
     return not exists(url) or not sql.check_schema(url)
 
 
@@ -95,12 +115,13 @@ def study_user_attrs(storage: str | BaseStorage | None, study_name: str) -> dict
     same way); any other database (a new one, a corrupt file, another Optuna's schema) and a
     storage object are read through :func:`open_storage`, which creates or refuses it."""
     if storage is None or isinstance(storage, str):
-        url = storage or default_storage_url()
-        if not exists(url):
-            return {}
-        attrs = sql.read_user_attrs(url, study_name)
-        if attrs is not None:
-            return attrs
+        storage = storage or default_storage_url()
+        if not proxy.address(storage):
+            if not exists(storage):
+                return {}
+            attrs = sql.read_user_attrs(storage, study_name)
+            if attrs is not None:
+                return attrs
     opened = open_storage(storage)
     try:
         return opened.get_study_user_attrs(opened.get_study_id_from_name(study_name))
@@ -144,9 +165,9 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 
 def label(storage: BaseStorage) -> str:
-    """The URL of an RDB storage, password hidden, for messages."""
-    database = internals.database(storage)
-    return type(storage).__name__ if database is None else masked(database.url)
+    """The URL of an RDB storage or a proxy, password hidden, for messages."""
+    url = internals.url_of(storage)
+    return type(storage).__name__ if url is None else masked(url)
 
 
 def _rdb_storage(url: str, create: bool) -> RDBStorage:

@@ -18,6 +18,10 @@ Trial user attributes (optuna-dashboard shows them with each trial):
                      in the anchor's first ms (evaluation/evaluator.py)
 ``screened``         true if its short screen was clearly slower than the best so far, and it
                      was timed no further
+``timeline``         where its time went: ``compile`` and ``time``, when its compile and its
+                     timing started and ended (``[start, end]``, Unix seconds), ``timer``,
+                     which of the process's timing workers timed it, and ``gpu``, that
+                     worker's CUDA_VISIBLE_DEVICES (null: the process's)
 ``failure``          else why not: an evaluation's failure (compile_error, compile_timeout,
                      run_timeout, crash, wrong_result, out_of_resources) or the tuner's
                      (rejected by the space's constraint, over_budget, unresolved); for a
@@ -65,6 +69,7 @@ COMPILE_S = "compile_s"
 KERNEL_SOURCE = "kernel_source"
 BENCH_MS = "bench_ms"
 SCREENED = "screened"
+TIMELINE = "timeline"
 FAILURE = "failure"
 FAILURE_MESSAGE = "failure_message"
 DUPLICATE_OF = "duplicate_of"
@@ -99,7 +104,7 @@ SOURCE_FILENAME = "triton_code.py"
 SOURCE_MIMETYPE = "text/plain; charset=utf-8"
 
 #: Every key above, for tests/test_layout.py.
-KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, SCREENED, FAILURE,
+KEYS = (CONFIG, SAMPLER, COMPILE_S, KERNEL_SOURCE, BENCH_MS, SCREENED, TIMELINE, FAILURE,
         FAILURE_MESSAGE, DUPLICATE_OF, HELION_REPAIRED, HELION_REJECTED, ORIGIN, SEED, PRIOR,
         DEFAULT_CONFIG, SAMPLED, REJECTED, OVER_BUDGET, UNRESOLVED, EVALUATION, CHECK,
         CACHE_KEY, BEST_CONFIG, BEST_MS, REFERENCE_MS, LEADERS, FINISHED, JOB, CHOICE,
@@ -121,6 +126,7 @@ class Evaluated(Protocol):
     screened: bool
     failure: str | None
     message: str
+    timeline: dict[str, Any]
 
 
 class AConfig(Protocol):
@@ -161,6 +167,8 @@ def sampler_of(trial: Trial) -> str:
 def record_result(trial: optuna.trial.BaseTrial, result: Evaluated) -> None:
     """What evaluating the trial's config gave (its kernel source is an artifact apart)."""
     trial.set_user_attr(COMPILE_S, round(result.compile_s, 3))
+    if result.timeline:
+        trial.set_user_attr(TIMELINE, result.timeline)
     if result.cache_dirs:
         trial.set_user_attr(KERNEL_SOURCE, result.cache_dirs)
     if result.ok:
@@ -190,6 +198,11 @@ def failure_message_of(trial: Trial) -> str:
 
 def compile_s_of(trial: Trial) -> float | None:
     return trial.user_attrs.get(COMPILE_S)
+
+
+def timeline_of(trial: Trial) -> dict[str, Any]:
+    """Where the trial's time went ({} if not recorded): see TIMELINE above."""
+    return trial.user_attrs.get(TIMELINE, {})
 
 
 def evaluated_elsewhere(config: AConfig, ms: float | None, failure: str | None,

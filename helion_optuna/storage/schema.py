@@ -74,6 +74,16 @@ def _bench(value: Any) -> bool:
             and all(_time(v) for v in value.values()))
 
 
+def _timeline(value: Any) -> bool:
+    def span(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(_time(t) for t in v)
+
+    return (isinstance(value, dict) and set(value) <= {"compile", "time", "timer", "gpu"}
+            and all(span(value[k]) for k in ("compile", "time") if k in value)
+            and _whole(value.get("timer", 0))
+            and (value.get("gpu") is None or _text(value["gpu"])))
+
+
 def _choice(value: Any) -> bool:
     fields = {f.name for f in dataclasses.fields(records.Choice)}
     if not (isinstance(value, dict) and set(value) <= fields):
@@ -116,6 +126,8 @@ TRIAL_USER: dict[str, Rule] = {
     records.BENCH_MS: (_bench, "an object of median, min, max, n, anchor, ratio (numbers "
                                ">= 0)"),
     records.SCREENED: (lambda v: v is True, "true"),
+    records.TIMELINE: (_timeline, 'an object of "compile" and "time" ([start, end] seconds), '
+                                  '"timer" (a whole number) and "gpu" (text or null)'),
     records.FAILURE: _TEXT,  # ours (messages.py, records.py), or Helion's status
     records.FAILURE_MESSAGE: _TEXT,
     records.DUPLICATE_OF: (_whole, "a trial number"),

@@ -2,7 +2,7 @@
 
 The few fastest configs are timed again, longer, over ROUNDS rounds in alternating order,
 each beside the anchor as in the search (task.py), so that their values compare with the
-search's; the fastest median wins. One
+search's; the fastest median wins. With several GPUs a round is shared between them. One
 process makes this choice per budget and the others adopt it (shared_study.py).
 """
 
@@ -36,10 +36,10 @@ def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: b
         if not evaluated_here:  # the timing worker starts with an evaluation
             objective.evaluate(leaders)
         times: list[list[float]] = [[] for _ in leaders]
-        for r in range(ROUNDS):
-            order = range(len(leaders)) if r % 2 == 0 else reversed(range(len(leaders)))
-            for i in order:
-                result: Result = objective.retime([leaders[i]])[0]
+        for r in range(ROUNDS):  # a round at once: on several GPUs, shared between them
+            order = list(range(len(leaders)))[::1 if r % 2 == 0 else -1]
+            results: list[Result] = objective.retime([leaders[i] for i in order])
+            for i, result in zip(order, results, strict=True):
                 times[i].append(result.ms if result.ok else math.inf)
         medians = [statistics.median(t) for t in times]
         best = min(range(len(leaders)), key=medians.__getitem__)

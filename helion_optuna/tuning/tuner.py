@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 
 from helion_optuna.errors import TuningError
-from helion_optuna.evaluation.device import INTERPRETER, interpreting
+from helion_optuna.evaluation.device import INTERPRETER, interpreting, timing_devices
 from helion_optuna.space import Config, ConfigSpace
 from helion_optuna.storage import fingerprint, records, study_note
 from helion_optuna.storage.cache import CACHES, LocalAutotuneCache, cache_entry
@@ -107,6 +107,7 @@ def tune(
     timeout_s: float = 60.0,
     seed: int | None = None,
     check: bool = True,
+    gpus: str | int | Sequence[int] | None = None,
     seeds: Sequence[Any] = (),
     prior: int = start.PRIOR,
 ) -> TuneResult:
@@ -124,6 +125,10 @@ def tune(
     With ``cache=None`` the study is ``study_name`` in ``storage``, in memory if neither is
     given. Processes that run the same call on one storage tune together (shared_study.py).
     ``check=False`` times configs without comparing their output with the reference's.
+    ``gpus`` ("all", a count N, or GPU indices) times configs on several GPUs at once, one
+    timing worker each, fed by one pool of compile workers (evaluation/evaluator.py); the
+    arguments are on this process's current GPU. Under the Triton interpreter, a count N
+    runs N interpreter timing workers.
 
     The search starts (tuning/prior.py) with ``seeds``, known-good configs (Configs,
     ``triton.Config`` s, ``helion.Config`` s or dicts; one outside the space raises
@@ -138,12 +143,12 @@ def tune(
     _check_arguments(launch=launch, args=args, space=space, reference=reference, effort=effort,
                      n_trials=n_trials, timeout=timeout, cache=cache, storage=storage,
                      study_name=study_name, rtol=rtol, atol=atol, timeout_s=timeout_s,
-                     seed=seed, check=check, seeds=seeds, prior=prior)
+                     seed=seed, check=check, gpus=gpus, seeds=seeds, prior=prior)
     seeded = start.seed_configs(seeds, space)
     budget, seconds = budget_of(effort, n_trials, timeout)
     chosen_sampler = make_sampler(sampler, seed)
     evaluation = dict(reference=reference, space=space, rtol=rtol, atol=atol,
-                      timeout_s=timeout_s, check=check)
+                      timeout_s=timeout_s, check=check, gpus=gpus)
     if effort == "none" and n_trials is None:
         return _default_config(launch, args, evaluation, storage, study_name)
     entry = cache_entry(cache, launch, args, space, storage, study_name)
@@ -231,6 +236,10 @@ def _check_arguments(**given: Any) -> None:
             raise ValueError(f"{name}: {shown} is not {allowed}")
     if (given["rtol"] is None) != (given["atol"] is None):
         raise ValueError("rtol and atol go together: give both or neither")
+    try:
+        timing_devices(given["gpus"])
+    except ValueError as e:
+        raise ValueError(f"gpus: {e}") from None
 
 
 def _default_config(launch: Callable[..., Any], args: Sequence[Any],
