@@ -82,6 +82,31 @@ def test_a_clearly_slow_config_stops_at_its_screen():
     assert slow.ms > CLEARLY_SLOWER * fast.ms
 
 
+HANG_SPACE = ConfigSpace({"BLOCK": PowerOfTwo(16, 128), "TAG": Integer(0, 2),
+                          "HANG": Integer(0, 1)})
+
+
+def hanging_launch(config, x, y):
+    """HANG=1: a compile that never ends (a pathological config)."""
+    if config["HANG"]:
+        time.sleep(300)
+    return launch(Config(BLOCK=config["BLOCK"], DELAY=0), x, y)
+
+
+def test_a_compile_sent_before_any_finished_is_held_to_the_bound_learnt_later():
+    """The first configs are sent before any compile has finished, so before the evaluator
+    knows what a slow compile is; one that hangs must still end at 10x the median of those
+    that finish (at least 5 s), not at timeout_s, which would hold the end of the search."""
+    configs = [Config(BLOCK=16, TAG=0, HANG=1)] + [
+        Config(BLOCK=b, TAG=t, HANG=0) for b in (16, 32, 64, 128) for t in range(3)]
+    start = time.monotonic()
+    with KernelObjective(hanging_launch, args(), space=HANG_SPACE, timeout_s=300) as objective:
+        results = objective.evaluate(configs)
+    assert results[0].failure == "compile_timeout"
+    assert all(r.ok for r in results[1:]), [r.message for r in results if not r.ok]
+    assert time.monotonic() - start < 120
+
+
 def test_values_are_times_relative_to_the_anchor_in_its_first_ms():
     with KernelObjective(launch, args(), space=SPACE, reference=reference) as objective:
         (result,) = objective.evaluate([Config(BLOCK=64, DELAY=1)])

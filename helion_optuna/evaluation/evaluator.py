@@ -147,8 +147,10 @@ class Evaluator:
 
     def _compile(self, worker: Worker, config: Config) -> Result:
         start = time.time()
+        # The bound is read again while the compile runs: the first configs, sent before any
+        # compile has finished, are held to it too (else one of them may take timeout_s).
         result = self._call(worker, Request(Kind.COMPILE, config), COMPILE_TIMEOUT,
-                            self._compile_timeout())
+                            self._compile_timeout)
         result.timeline = {"compile": [round(start, 3), round(time.time(), 3)]}
         if result.ok:
             self._compile_times.append(result.compile_s)
@@ -187,7 +189,7 @@ class Evaluator:
         return result
 
     def _call(self, worker: Worker, request: Request, timeout_failure: str,
-              timeout: float | None = None) -> Result:
+              timeout: float | Callable[[], float] | None = None) -> Result:
         try:
             return worker.call(request, timeout or self.timeout_s)
         except WorkerLost as e:

@@ -15,6 +15,7 @@ import pickle
 import queue
 import signal
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -50,7 +51,7 @@ class Worker:
         self._task, self._role, self.environ = task, role, environ or {}
         self.pid: int | None = None
 
-    def call(self, request: Request, timeout: float) -> Result:
+    def call(self, request: Request, timeout: float | Callable[[], float]) -> Result:
         self.start()
         try:
             self._outbox.send_bytes(pickle.dumps(request))
@@ -59,10 +60,15 @@ class Worker:
             code = self._end()
             raise WorkerLost("crash", f"worker process died ({_exit_reason(code)})") from None
 
-    def _receive(self, timeout: float) -> Any:
-        if not self._inbox.poll(timeout):
-            self.close()
-            raise WorkerLost("timeout", f"no answer within {timeout:.0f} s")
+    def _receive(self, timeout: float | Callable[[], float]) -> Any:
+        """``timeout``: seconds, or a function that gives them, read again every second while
+        the answer is awaited (a bound that tightens as the evaluator learns what is slow)."""
+        limit = timeout if callable(timeout) else lambda: timeout
+        start = time.monotonic()
+        while not self._inbox.poll(min(1.0, max(0.0, start + limit() - time.monotonic()))):
+            if time.monotonic() - start >= limit():
+                self.close()
+                raise WorkerLost("timeout", f"no answer within {limit():.0f} s")
         return pickle.loads(self._inbox.recv_bytes())
 
     def start(self) -> None:
