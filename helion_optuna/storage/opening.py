@@ -135,12 +135,13 @@ def studies_user_attrs(storage: str | BaseStorage | None,
     :func:`study_user_attrs`: a URL's database in one query where it can), by study name;
     {} for a database that does not exist yet."""
     if storage is None or isinstance(storage, str):
-        url = storage or default_storage_url()
-        if not exists(url):
-            return {}
-        attrs = sql.read_all_user_attrs(url, keys)
-        if attrs is not None:
-            return attrs
+        storage = storage or default_storage_url()
+        if not proxy.address(storage):
+            if not exists(storage):
+                return {}
+            attrs = sql.read_all_user_attrs(storage, keys)
+            if attrs is not None:
+                return attrs
     return {s.study_name: {k: v for k, v in s.user_attrs.items() if k in keys}
             for s in open_storage(storage).get_all_studies()}
 
