@@ -3,8 +3,8 @@ Triton user does instead.
 
 Kernels: matmul 4096^3 bf16 (examples/matmul.py) and row softmax 4096x16384 bf16
 (examples/softmax.py). Rows: each sampler of --samplers at the first effort of --efforts, and
-the default sampler also at the other efforts; by default quick and full for "de" (the
-default), and quick for "tpe", "cmaes" and "random". For each row: the tuning's wall time,
+the default sampler also at the other efforts; by default quick and full for "ils" (the
+default), and quick for "de", "tpe", "cmaes" and "random". For each row: the tuning's wall time,
 the distinct configs it evaluated (trials neither repeats, user attr "duplicate_of", nor
 rejected by the space before compiling, PRUNED), how many
 failed, configs per second, and the best config's time against the reference's
@@ -26,7 +26,7 @@ the SQLite database gpu_tune.db beside it, named "<run>/<kernel>/<effort>/<sampl
 optuna-dashboard or optuna.load_study. The table is printed last.
 
 Run: python benchmarks/gpu_tune.py                        (GPU, about 20 minutes)
-     python benchmarks/gpu_tune.py --kernels softmax --efforts quick --samplers de,tpe
+     python benchmarks/gpu_tune.py --kernels softmax --efforts quick --samplers ils,de,tpe
      TRITON_INTERPRET=1 python benchmarks/gpu_tune.py --smoke   (CPU: tiny sizes, 4 trials)
 """
 
@@ -300,7 +300,7 @@ def main() -> None:
                         type=lambda s: parse_list(s, tuple(EFFORTS), "--efforts"),
                         help="all samplers run at the first; the default sampler "
                              f"({DEFAULT_SAMPLER}) at the others too")
-    parser.add_argument("--samplers", default="de,tpe,cmaes,random",
+    parser.add_argument("--samplers", default="ils,de,tpe,cmaes,random",
                         type=lambda s: parse_list(s, SAMPLERS, "--samplers"))
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON lines, appended (default benchmarks/results/gpu_tune.jsonl; "

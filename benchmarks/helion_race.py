@@ -295,7 +295,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase", choices=("helion", "ours"))
     parser.add_argument("--kernels", default="matmul,softmax,layer_norm")
-    parser.add_argument("--samplers", default="de,tpe")
+    parser.add_argument("--samplers", default="ils,de,tpe")
     parser.add_argument("--full-budget", type=float, default=240.0,
                         help="seconds for Helion's full effort (autotune_budget_seconds)")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,13 +1,13 @@
 """Per-trial overhead: of a sampler (ask + tell on an in-memory study), and of the tuner.
 
-    python benchmarks/overhead.py                 # samplers: DE and TPE, 1,000 trials
+    python benchmarks/overhead.py                 # samplers: ILS, DE, TPE, random; 1,000 trials
     python benchmarks/overhead.py --trials 500 --samplers de
     python benchmarks/overhead.py --samplers de --storage sqlite:///stock.db  # stock Optuna
     python benchmarks/overhead.py --tuner --samplers de   # tune() on the default storage
     python benchmarks/overhead.py --cache-hit [--storage URL]  # a cache hit, fresh processes
 
 The space has ten integer parameters and one categorical, like a small kernel space. The
-objective is a cheap function with one optimum, so the population converges as in tuning.
+objective is a cheap function with one optimum, so the search converges as in tuning.
 
 ``--tuner`` runs ``tune()`` with the same objective in place of compiling and timing kernels
 (a stub KernelObjective that answers at once), on a fresh default storage (an SQLite file in a
@@ -36,9 +36,10 @@ from unittest import mock
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from helion_optuna.samplers import DifferentialEvolutionSampler
+from helion_optuna.samplers import DifferentialEvolutionSampler, IteratedLocalSearchSampler
 
 SAMPLERS = {
+    "ils": lambda: IteratedLocalSearchSampler(seed=0),
     "de": lambda: DifferentialEvolutionSampler(seed=0),
     "tpe": lambda: optuna.samplers.TPESampler(seed=0, multivariate=True),
     "random": lambda: optuna.samplers.RandomSampler(seed=0),
@@ -139,7 +140,7 @@ def cache_hit_ms(storage: str | None, runs: int) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--samplers", default="de,tpe,random")
+    parser.add_argument("--samplers", default="ils,de,tpe,random")
     parser.add_argument("--storage", help="samplers: a storage URL for stock Optuna (default: "
                                           "in memory); --cache-hit: the storage to tune into "
                                           "(default: the default storage)")

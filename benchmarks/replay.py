@@ -17,7 +17,8 @@ from the space, as a reference.
 
 A sampler name with the suffix `/cat` (e.g. `de/cat`) runs that Optuna sampler with every
 two-valued parameter as a categorical instead of an ordered integer. `name@k=v;k=v` passes
-keyword options (Python literals) to our samplers' constructors (`de@restart_patience=3`).
+keyword options (Python literals) to our samplers' constructors (`de@restart_patience=3`,
+`ils@n_startup_trials=20`). `ils` is helion_optuna's default sampler, IteratedLocalSearchSampler.
 
 Metrics at budget t: ratio = opt / F_t (F_t: best valid time in the first t evaluations) and
 P_t = (B_t - F_t) / (B_t - opt), with B_t the expected best of t random draws without replacement;
@@ -25,8 +26,8 @@ t95 = simulated tuning seconds (compile + benchmark + framework time of the dist
 evaluated) until the first time <= opt / 0.95. Tables: per space, and the aggregate (the mean over
 spaces of the per-space means); '!' marks every P below 0 (worse than random search).
 
-    python benchmarks/replay.py --samplers de,random,kt:genetic_algorithm --seeds 30 --jobs 2
-    python benchmarks/replay.py --spaces 'pnpoly_*,/other/dir/*.json.gz' --samplers de --seeds 5
+    python benchmarks/replay.py --samplers ils,de,random,kt:genetic_algorithm --seeds 30 --jobs 2
+    python benchmarks/replay.py --spaces 'pnpoly_*,/other/dir/*.json.gz' --samplers ils --seeds 5
     python benchmarks/replay.py --samplers gp --seeds 10 --max-seconds 300   # appends, resumes
     python benchmarks/replay.py --from benchmarks/results/replay12.jsonl.gz  # tables only
 
@@ -82,6 +83,14 @@ def _de(seed: int, **options) -> optuna.samplers.BaseSampler:
     return DifferentialEvolutionSampler(seed=seed, **options)
 
 
+def _ils(seed: int, **options) -> optuna.samplers.BaseSampler:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from helion_optuna.samplers import IteratedLocalSearchSampler
+
+    return IteratedLocalSearchSampler(seed=seed, **options)
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """SAMPLERS[name](seed); ``name@k=v;k=v`` passes options (Python literals) to it."""
     base, _, options = name.partition("@")
@@ -102,6 +111,7 @@ SAMPLERS = {
     "de": _de,
     "de-v1": lambda seed: _de(seed, restart_patience=None),  # DE before restarts (issue 18)
     "de-steady": lambda seed: _de(seed, immediate_update=True),
+    "ils": _ils,
 }
 # Kernel Tuner strategies, run as "kt:<strategy>" (or "ktc:<strategy>") in its simulation mode.
 KT_STRATEGIES = [
@@ -114,7 +124,8 @@ KT_STRATEGIES = [
     "random_sample",
 ]
 ALL_SAMPLERS = [*SAMPLERS, *(f"{p}:{s}" for p in ("kt", "ktc") for s in KT_STRATEGIES)]
-DEFAULT_SAMPLERS = ["random", "tpe", "cmaes", "gp", "de", *(f"kt:{s}" for s in KT_STRATEGIES)]
+DEFAULT_SAMPLERS = ["random", "tpe", "cmaes", "gp", "ils", "de",
+                    *(f"kt:{s}" for s in KT_STRATEGIES)]
 
 
 # ----------------------------------------------------------------------------- spaces

@@ -87,7 +87,7 @@ def test_kernel_objective_in_a_users_own_study():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="effort: 'fast' is not one of none, quick, full"):
         tune(fk.launch, args(), space=fk.SPACE, effort="fast")
-    with pytest.raises(ValueError, match="sampler: 'bayes' is not one of de, tpe"):
+    with pytest.raises(ValueError, match="sampler: 'bayes' is not one of ils, de, tpe"):
         tune(fk.launch, args(), space=fk.SPACE, sampler="bayes")
     with pytest.raises(ValueError, match="rtol and atol go together"):
         KernelObjective(fk.launch, args(), space=fk.SPACE, rtol=1e-3)

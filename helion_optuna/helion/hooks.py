@@ -6,7 +6,7 @@ Helion's default does, from ``HELION_AUTOTUNER``, unless ``options`` name a ``sa
 ==========================  ====================================================================
 HELION_AUTOTUNER            search
 ==========================  ====================================================================
-(unset)                     our tuner with its default sampler (our differential evolution)
+(unset)                     our tuner with its default sampler (our iterated local search)
 DifferentialEvolutionSearch our DifferentialEvolutionSearch: our DE sampler, with the
                             population_size and max_generations of Helion's effort profile
 RandomSearch                our RandomSearch: Optuna's random sampler, the profile's count

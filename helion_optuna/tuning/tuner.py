@@ -36,9 +36,10 @@ from helion_optuna.tuning.shared_study import SharedStudy
 #: Budget per effort: (evaluations, seconds). "none" evaluates only the default config.
 EFFORTS: dict[str, tuple[int, float]] = {"none": (0, 0.0), "quick": (120, 60.0),
                                          "full": (800, 300.0)}
-#: The sampler used when none is given; chosen by benchmarks/replay.py.
-DEFAULT_SAMPLER = "de"
-SAMPLERS = ("de", "tpe", "cmaes", "gp", "random")
+#: The sampler used when none is given: our iterated local search, chosen by
+#: benchmarks/replay.py on twelve exhaustively measured spaces (benchmarks/RESULTS.md).
+DEFAULT_SAMPLER = "ils"
+SAMPLERS = ("ils", "de", "tpe", "cmaes", "gp", "random")
 
 
 @dataclass
@@ -67,10 +68,14 @@ def sampler(name: str | None = None, seed: int | None = None) -> optuna.samplers
 
 def make_sampler(sampler: str | optuna.samplers.BaseSampler | None,
                  seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler from a name ("de", "tpe", "cmaes", "gp", "random") or as given."""
+    """An Optuna sampler from a name (one of SAMPLERS) or as given."""
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
     name = sampler or DEFAULT_SAMPLER
+    if name == "ils":
+        from helion_optuna.samplers.local_search import IteratedLocalSearchSampler
+
+        return IteratedLocalSearchSampler(seed=seed)
     if name == "de":
         from helion_optuna.samplers.differential_evolution import DifferentialEvolutionSampler
 

@@ -1,0 +1,3 @@
+from .sampler import IteratedLocalSearchSampler
+
+__all__ = ["IteratedLocalSearchSampler"]
