@@ -16,7 +16,11 @@ the sequence of configurations they evaluated, with the same rules. `ktc:<name>`
 from the space, as a reference.
 
 A sampler name with the suffix `/cat` (e.g. `de/cat`) runs that Optuna sampler with every
-two-valued parameter as a categorical instead of an ordered integer. `name@k=v;k=v` passes
+two-valued parameter as a categorical instead of an ordered integer; with `/flight=K` (e.g.
+`ils/flight=18`) K evaluations are in flight at once, as in the tuner, which asks for a new
+config while earlier ones compile and wait to be timed: each evaluation is told when the K-th
+after it is asked, first in first out (a config outside the space, or a repeat of one evaluated,
+is told at once; a repeat of one in flight, with it). `name@k=v;k=v` passes
 keyword options (Python literals) to our samplers' constructors (`de@restart_patience=3`,
 `ils@n_startup_trials=20`). `ils` is helion_optuna's default sampler, IteratedLocalSearchSampler.
 
@@ -220,12 +224,24 @@ class Trace:
 
 
 def run_optuna(space: Space, name: str, seed: int, budget: int, trace: Trace) -> None:
-    sampler, _, variant = name.partition("/")
+    sampler, *variants = name.split("/")
+    flight = next((int(v.split("=")[1]) for v in variants if v.startswith("flight=")), 1)
     study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, seed))
     dists = {n: IntDistribution(0, len(space.values[i]) - 1) for i, n in enumerate(space.names)}
-    if variant == "cat":  # two-valued parameters as categoricals, like Boolean and Enum
+    if "cat" in variants:  # two-valued parameters as categoricals, like Boolean and Enum
         dists = {n: CategoricalDistribution([0, 1]) if d.high == 1 else d
                  for n, d in dists.items()}
+    pending: collections.deque = collections.deque()  # the keys of evaluations in flight
+    waiting: dict[str, list] = {}  # key in flight -> its trial and the repeats asked since
+
+    def tell(trial, key: str) -> None:
+        value = space.records[key][0]
+        if isinstance(value, str):
+            trial.set_user_attr("failure", value)
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+
     while len(trace.seq) < budget:
         if trace.asks >= ASK_FACTOR * budget:
             trace.stop = "ask-cap"
@@ -238,13 +254,19 @@ def run_optuna(space: Space, name: str, seed: int, budget: int, trace: Trace) ->
             trial.set_user_attr("failure", "invalid")
             study.tell(trial, state=TrialState.PRUNED)
             continue
+        new = key not in trace.seen
         trace.evaluate(key)
-        value = space.records[key][0]
-        if isinstance(value, str):
-            trial.set_user_attr("failure", value)
-            study.tell(trial, state=TrialState.FAIL)
+        if key in waiting:  # a repeat of a config in flight waits for its result
+            waiting[key].append(trial)
+        elif not new:
+            tell(trial, key)
         else:
-            study.tell(trial, value)
+            pending.append(key)
+            waiting[key] = [trial]
+            if len(pending) >= flight:
+                done = pending.popleft()
+                for t in waiting.pop(done):
+                    tell(t, done)
 
 
 def kt_cache_file(space: Space) -> Path:

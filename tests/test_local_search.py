@@ -185,6 +185,41 @@ def test_does_not_propose_configs_that_are_still_running():
     assert not set(keys) & {key(t) for t in study.trials[:40]}
 
 
+def run_in_flight(sampler, n, in_flight, objective=sphere, space=SPACE):
+    """As the tuner asks: ``in_flight`` trials compiling or timing at once, each told when the
+    ``in_flight``-th after it is asked."""
+    study, flying = optuna.create_study(sampler=sampler), []
+    for _ in range(n):
+        flying.append(study.ask(space))
+        if len(flying) == in_flight:
+            trial = flying.pop(0)
+            study.tell(trial, objective(trial.params))
+    return study
+
+
+def test_trials_in_flight_count_towards_the_startup():
+    study = run_in_flight(IteratedLocalSearchSampler(seed=0, n_startup_trials=10), 11, 8)
+    # trial 10: 3 trials told and 7 in flight make the 10 of the startup, so it climbs from
+    # the best told one: one parameter changed (or two), not a random config
+    told = study.trials[:3]
+    changed = min(sum(study.trials[10].params[n] != t.params[n] for n in SPACE) for t in told)
+    assert changed <= 2
+
+
+def test_a_climb_goes_on_while_neighbours_of_its_best_are_in_flight():
+    # One minimum, at 20: with 6 trials in flight the climb must not restart before 20 and
+    # every neighbour of 20 were told (a neighbour still in flight might have been better).
+    space = {"x": IntDistribution(0, 63)}
+    study = run_in_flight(IteratedLocalSearchSampler(seed=0, n_startup_trials=5), 40, 6,
+                          objective=lambda p: abs(p["x"] - 20), space=space)
+    labels = [t.system_attrs.get(CLIMB, 0) for t in study.trials]
+    assert labels == sorted(labels) and labels[-1] >= 1
+    restart = labels.index(1)
+    told_before_restart = {t.params["x"] for t in study.trials[:restart - 5]}
+    neighbours = {20 + d for d in (-16, -8, -4, -2, -1, 1, 2, 4, 8, 16, 32)} & set(range(64))
+    assert {20} | neighbours <= told_before_restart
+
+
 def test_a_tiny_space_exhausted_keeps_proposing():
     study = optuna.create_study(sampler=IteratedLocalSearchSampler(seed=0, n_startup_trials=3))
     space = {"a": IntDistribution(0, 2), "b": CategoricalDistribution(["x", "y"])}

@@ -32,6 +32,7 @@ class History:
         self.numbers: set[int] = set()
         self.rank: dict[Key, Rank] = {}  # best rank of each config evaluated (or rejected)
         self.coords: list[np.ndarray] = []
+        self.keys: list[Key] = []  # the config of each coords entry
         self.evaluations = 0  # COMPLETE and FAIL trials: PRUNED ones were not evaluated
         self.rejected: set[Key] = set()  # configs of PRUNED trials only
         self.climbs: dict[int, Climb] = {}
@@ -69,6 +70,7 @@ class History:
             self.rank[key] = rank
         self.climbs.setdefault(climb, Climb()).add(rank, key, len(self.coords))
         self.coords.append(self.coord(key))
+        self.keys.append(key)
 
 
 class Climb:
@@ -85,6 +87,10 @@ class Climb:
         self.feasible += rank[0] == 0
         if rank < self._best_rank:
             self.best, self._best_rank = key, rank
+
+    def ranked_keys(self, keys: list[Key]) -> list[Key]:
+        """Its completed configs, best first (``keys``: History.keys)."""
+        return list(dict.fromkeys(keys[i] for rank, i in self.by_rank if rank[0] < 2))
 
 
 def _rank(trial: FrozenTrial, sign: float) -> Rank:

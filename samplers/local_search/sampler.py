@@ -28,7 +28,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from .axes import Axis
 from .history import CLIMB, History, Key
@@ -89,29 +89,32 @@ class IteratedLocalSearchSampler(BaseSampler):
         trials = study._get_trials(deepcopy=False, use_cache=True)
         history = self._history(study, trials, search_space)
         seen = set(history.rank)
-        climbs, ahead = [history.last_climb], 0
+        climbs, ahead, running = [history.last_climb], 0, 0
         for t in trials[history.frontier:]:  # running: other workers' and this one's
-            if not t.state.is_finished() and t.number != trial.number:
+            if t.state == TrialState.RUNNING and t.number != trial.number:
+                running += 1
                 climbs.append(t.system_attrs.get(CLIMB, 0))
                 key = history.key(t)
                 if key is not None:
                     seen.add(key)
                 else:  # being sampled by another worker, from what this one sees
                     ahead += t.number < trial.number
-        climb, key = self._propose(history, seen, max(climbs), ahead)
+        climb, key = self._propose(history, seen, max(climbs), ahead, running)
         study._storage.set_trial_system_attr(trial._trial_id, CLIMB, climb)
         trial.system_attrs[CLIMB] = climb
         if key is None:
             return {}  # nothing new to propose: random
         return {n: a.value(p) for n, a, p in zip(history.names, history.axes, key, strict=True)}
 
-    def _propose(self, history: History, seen: set[Key], climb: int,
-                 ahead: int) -> tuple[int, Key | None]:
+    def _propose(self, history: History, seen: set[Key], climb: int, ahead: int,
+                 running: int) -> tuple[int, Key | None]:
         """The climb of the next trial and its config. ``ahead``: trials that other workers
         started before this one and are sampling now from the same trials: they take the
         best configs, so this one takes the next (otherwise workers that ask at the same
-        moment would all propose the same config)."""
-        if history.evaluations < self.n_startup_trials:
+        moment would all propose the same config). ``running``: the study's other trials
+        in flight, which count towards the startup as the evaluations they will be (a tuner
+        that keeps many configs compiling would otherwise sample far past it)."""
+        if history.evaluations + running < self.n_startup_trials:
             if history.evaluations < _RANDOM or climb not in history.climbs:
                 return climb, self._random(history, seen, ahead)
             return climb, self._screened(history, seen, climb, ahead)
@@ -119,13 +122,26 @@ class IteratedLocalSearchSampler(BaseSampler):
         if start is None or start.best is None:  # its start is running, rejected or failed
             return climb, self._random(history, seen, ahead)
         here = self._walk(history, start.best)
+        moves = self._untried_moves(history, here, seen)
+        if moves:
+            return climb, moves[self._pick(self._move_scores(history, here, moves, climb),
+                                           ahead)][1]
+        if any(k not in history.rank for _, k in self._neighbours(history, here)):
+            # Not known to be a local minimum: some neighbours are still in flight, and one
+            # of them may be where the climb goes on. Meanwhile the climb tries the moves of
+            # its next best configs, the nearest guess at where it will stand.
+            for other in start.ranked_keys(history.keys):
+                moves = self._untried_moves(history, other, seen)
+                if other != here and moves:
+                    scores = self._move_scores(history, other, moves, climb)
+                    return climb, moves[self._pick(scores, ahead)][1]
+        return climb + 1, self._random(history, seen, ahead)  # a local minimum
+
+    def _untried_moves(self, history: History, here: Key, seen: set[Key]) -> list[Move]:
         neighbours = self._neighbours(history, here)
         moves = [((j,), k) for j, k in neighbours if k not in seen]
-        moves += [m for m in self._pair_moves(history, here, neighbours) if m[1] not in seen]
-        if not moves:  # a local minimum (or its last neighbours are still running)
-            return climb + 1, self._random(history, seen, ahead)
-        return climb, moves[self._pick(self._move_scores(history, here, moves, climb),
-                                       ahead)][1]
+        return moves + [m for m in self._pair_moves(history, here, neighbours)
+                        if m[1] not in seen]
 
     def _pick(self, scores: list[float], ahead: int) -> int:
         """The index of the best score (ties, such as categoricals, which are not modelled,
