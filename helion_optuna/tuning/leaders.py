@@ -1,15 +1,25 @@
 """The end of a tuning: the leading configs timed again, and the study's choice.
 
-The few fastest configs are timed again, longer, over ROUNDS rounds in alternating order,
-each beside the anchor as in the search (task.py), so that their values compare with the
-search's; the fastest median wins. With several GPUs a round is shared between them. One
-process makes this choice per budget and the others adopt it (shared_study.py).
+The few fastest configs are timed again over ROUNDS rounds in alternating order, each beside
+the anchor as in the search (task.py), so that their values compare with the search's, but
+in the window that users time kernels with (evaluator.RETIME_MS); the fastest median wins.
+With several GPUs a round is shared between them. One process makes this choice per budget
+and the others adopt it (shared_study.py).
+
+Why the longer window and leaders of different families: the search times configs in short
+windows on a GPU warm from timing back to back, where two matmul tile families timed within
+1% of each other; in do_bench's 100 ms window one was 7% slower (an H200:
+benchmarks/timing_windows.py and RESULTS.md). Configs one parameter apart (a neighbour in
+the same family) time alike, so leaders are taken at least two parameters apart, and the
+re-timing can choose between families that the search could not tell apart.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+
+from optuna.trial import FrozenTrial
 
 from helion_optuna.errors import TuningError
 from helion_optuna.evaluation import Evaluator, Result
@@ -19,14 +29,14 @@ from helion_optuna.storage.records import Choice
 from helion_optuna.tuning.shared_study import SharedStudy
 
 LEADERS = 5
-ROUNDS = 4
+ROUNDS = 2
 
 
 def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: bool,
                     budget: float) -> Choice:
     """The study's choice for this budget (SharedStudy.choice): if no process has made it
     yet, time the leading configs again here; the fastest median wins."""
-    done = shared.leaders(LEADERS)
+    done = leading(shared.completed, LEADERS)
     if not done:
         failures = {records.failure_of(t) for t in shared.known.values()}
         raise TuningError(f"no config ran correctly (failures: {sorted(map(str, failures))})")
@@ -49,6 +59,32 @@ def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: b
                       reference_ms=None if reference is None else reference.ms)
 
     return shared.choice(budget, choose)
+
+
+def leading(completed: list[FrozenTrial], n: int) -> list[FrozenTrial]:
+    """The ``n`` fastest of ``completed``, fastest first, each at least two parameters away
+    from every faster one; where there are fewer such, the next fastest fill up."""
+    ranked = sorted(completed, key=lambda t: t.value)
+    chosen: list[FrozenTrial] = []
+    for trial in ranked:
+        if len(chosen) == n:
+            break
+        if all(_distance(records.config_of(trial), records.config_of(c)) >= 2 for c in chosen):
+            chosen.append(trial)
+    rest = [t for t in ranked if t not in chosen]
+    return sorted(chosen + rest[:n - len(chosen)], key=lambda t: t.value)
+
+
+def _distance(a: dict, b: dict) -> int:
+    """How many parameters two configs differ in, each element of a list one parameter."""
+    def flat(config: dict) -> dict:
+        out = {}
+        for key, value in config.items():
+            for i, v in enumerate(value if isinstance(value, list) else [value]):
+                out[(key, i)] = v
+        return out
+    fa, fb = flat(a), flat(b)
+    return sum(fa.get(k) != fb.get(k) for k in fa.keys() | fb.keys())
 
 
 def leader_configs(shared: SharedStudy, chosen: Choice) -> list[dict]:

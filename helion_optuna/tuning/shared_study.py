@@ -147,10 +147,6 @@ class SharedStudy:
             return holder
         return self.evaluations < budget
 
-    def leaders(self, n: int) -> list[FrozenTrial]:
-        """The ``n`` fastest evaluations, fastest first."""
-        return sorted(self.completed, key=lambda t: t.value)[:n]
-
     def recorded_choice(self, budget: float) -> Choice | None:
         """The choice recorded by the process that ended the tuning of this budget, if one
         did (read from the database)."""
