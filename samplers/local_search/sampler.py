@@ -9,7 +9,10 @@ tried and none is better, it is at a local minimum: the next climb starts from a
 random config, which no model chose, and learns its own model. So a search never stays in
 the basin that its model believes in, the way differential evolution and restarts screened
 by a model of all trials got stuck (samplers/local_search/README.md has the numbers). A
-config tried once, evaluated or rejected, is never proposed again.
+config tried once, evaluated or rejected, is never proposed again. Trials still running (a
+tuner keeps many configs compiling) count towards the startup, and a climb whose best still
+has neighbours running is not at a local minimum yet: meanwhile it tries the moves of its
+next best configs.
 
 The only state is each trial's climb number, the system attribute ``local_search:climb``
 recorded when the trial is sampled; where a climb stands is derived from the finished trials
