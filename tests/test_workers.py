@@ -29,7 +29,14 @@ def start(url: str, n_trials: int, mode: str, *start_dir: Path, eval_s: float = 
                              *map(str, start_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TRITON_INTERPRET": "1", "EVAL_S": str(eval_s),
-                                 "TIMEOUT": "" if timeout is None else str(timeout)})
+                                 "TIMEOUT": "" if timeout is None else str(timeout)},
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A shell starts a background job (``pytest ... &``) with SIGINT ignored, and children
+    inherit that: the scripts get SIGINT as a user's Ctrl-C would reach them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def together(processes: list[subprocess.Popen], start_dir: Path) -> None:
