@@ -32,7 +32,6 @@ class History:
         self.numbers: set[int] = set()
         self.rank: dict[Key, Rank] = {}  # best rank of each config evaluated (or rejected)
         self.coords: list[np.ndarray] = []
-        self.keys: list[Key] = []  # the config of each coords entry
         self.evaluations = 0  # COMPLETE and FAIL trials: PRUNED ones were not evaluated
         self.rejected: set[Key] = set()  # configs of PRUNED trials only
         self.climbs: dict[int, Climb] = {}
@@ -70,27 +69,28 @@ class History:
             self.rank[key] = rank
         self.climbs.setdefault(climb, Climb()).add(rank, key, len(self.coords))
         self.coords.append(self.coord(key))
-        self.keys.append(key)
 
 
 class Climb:
     """The finished trials of one climb (the first holds the sample it started from)."""
 
     def __init__(self) -> None:
-        self.by_rank: list[tuple[Rank, int]] = []  # (rank, index into History.coords)
+        # (rank, index into History.coords, config): the index breaks ties, so the
+        # order is that of the trials
+        self.by_rank: list[tuple[Rank, int, Key]] = []
         self.feasible = 0
         self.best: Key | None = None  # its best completed config (feasible or not)
         self._best_rank: Rank = (2, 0.0)
 
     def add(self, rank: Rank, key: Key, index: int) -> None:
-        bisect.insort(self.by_rank, (rank, index))
+        bisect.insort(self.by_rank, (rank, index, key))
         self.feasible += rank[0] == 0
         if rank < self._best_rank:
             self.best, self._best_rank = key, rank
 
-    def ranked_keys(self, keys: list[Key]) -> list[Key]:
-        """Its completed configs, best first (``keys``: History.keys)."""
-        return list(dict.fromkeys(keys[i] for rank, i in self.by_rank if rank[0] < 2))
+    def ranked_keys(self) -> list[Key]:
+        """Its completed configs, best first."""
+        return list(dict.fromkeys(key for rank, _, key in self.by_rank if rank[0] < 2))
 
 
 def _rank(trial: FrozenTrial, sign: float) -> Rank:

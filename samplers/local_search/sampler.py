@@ -133,7 +133,7 @@ class IteratedLocalSearchSampler(BaseSampler):
             # Not known to be a local minimum: some neighbours are still in flight, and one
             # of them may be where the climb goes on. Meanwhile the climb tries the moves of
             # its next best configs, the nearest guess at where it will stand.
-            for other in start.ranked_keys(history.keys):
+            for other in start.ranked_keys():
                 moves = self._untried_moves(history, other, seen)
                 if other != here and moves:
                     scores = self._move_scores(history, other, moves, climb)
@@ -241,8 +241,8 @@ class IteratedLocalSearchSampler(BaseSampler):
         back into them (measured: README.md)."""
         own = history.climbs[climb]
         n_good = min(max(1, math.ceil(0.1 * own.feasible)), 25)
-        good = [i for _, i in own.by_rank[:n_good]]
-        bad = [i for _, i in own.by_rank[n_good:]]
+        good = [i for _, i, _ in own.by_rank[:n_good]]
+        bad = [i for _, i, _ in own.by_rank[n_good:]]
         if len(bad) > _BAD:
             bad = [bad[i] for i in sorted(self._rng.choice(len(bad), _BAD, replace=False))]
         d = len(history.axes)
