@@ -224,17 +224,19 @@ def test_helion_optuna_sampler_is_the_tuners_default():
 
 
 def test_leaders_are_two_parameters_apart_so_the_retiming_can_choose_between_families():
-    from helion_optuna.storage import records
+    from optuna.distributions import IntDistribution
+
     from helion_optuna.tuning.leaders import leading
 
-    def evaluation(value, block_sizes, num_warps, stages):
-        config = {"block_sizes": block_sizes, "num_warps": num_warps, "num_stages": stages}
-        return optuna.trial.create_trial(value=value, user_attrs={
-            records.CONFIG: records.config_key(config)})
+    def evaluation(value, block_m, block_n, num_warps, stages):
+        params = {"block_m": block_m, "block_n": block_n, "num_warps": num_warps,
+                  "num_stages": stages}
+        return optuna.trial.create_trial(value=value, params=params, distributions={
+            name: IntDistribution(1, 512) for name in params})
 
-    family = [evaluation(1.00 + i / 100, [128, 128, 64], 4, s) for i, s in enumerate((3, 4, 5))]
-    other = evaluation(1.05, [128, 256, 64], 8, 3)  # slower in the search, another family
-    near_other = evaluation(1.06, [128, 256, 64], 8, 4)
+    family = [evaluation(1.00 + i / 100, 128, 128, 4, s) for i, s in enumerate((3, 4, 5))]
+    other = evaluation(1.05, 128, 256, 8, 3)  # slower in the search, another family
+    near_other = evaluation(1.06, 128, 256, 8, 4)
     leaders = leading([*family, near_other, other], 2)
     assert [t.value for t in leaders] == [1.00, 1.05]  # not the best's neighbour at 1.01
     # fewer configs two parameters apart than leaders wanted: the next fastest fill up

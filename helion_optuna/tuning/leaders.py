@@ -62,29 +62,22 @@ def best_of_leaders(shared: SharedStudy, objective: Evaluator, evaluated_here: b
 
 
 def leading(completed: list[FrozenTrial], n: int) -> list[FrozenTrial]:
-    """The ``n`` fastest of ``completed``, fastest first, each at least two parameters away
-    from every faster one; where there are fewer such, the next fastest fill up."""
+    """The ``n`` fastest of ``completed``, fastest first, each at least two parameters (of
+    the trials' Optuna params, where each element of a list is one) away from every faster
+    one; where there are fewer such, the next fastest fill up."""
     ranked = sorted(completed, key=lambda t: t.value)
     chosen: list[FrozenTrial] = []
     for trial in ranked:
         if len(chosen) == n:
             break
-        if all(_distance(records.config_of(trial), records.config_of(c)) >= 2 for c in chosen):
+        if all(_distance(trial.params, c.params) >= 2 for c in chosen):
             chosen.append(trial)
     rest = [t for t in ranked if t not in chosen]
     return sorted(chosen + rest[:n - len(chosen)], key=lambda t: t.value)
 
 
 def _distance(a: dict, b: dict) -> int:
-    """How many parameters two configs differ in, each element of a list one parameter."""
-    def flat(config: dict) -> dict:
-        out = {}
-        for key, value in config.items():
-            for i, v in enumerate(value if isinstance(value, list) else [value]):
-                out[(key, i)] = v
-        return out
-    fa, fb = flat(a), flat(b)
-    return sum(fa.get(k) != fb.get(k) for k in fa.keys() | fb.keys())
+    return sum(a.get(k) != b.get(k) for k in a.keys() | b.keys())
 
 
 def leader_configs(shared: SharedStudy, chosen: Choice) -> list[dict]:
