@@ -8,7 +8,7 @@ and the others adopt it (shared_study.py).
 
 Why the longer window and leaders of different families: the search times configs in short
 windows on a GPU warm from timing back to back, where two matmul tile families timed within
-1% of each other; in do_bench's 100 ms window one was 7% slower (an H200:
+0.2-1.5% of each other; in do_bench's 100 ms window one was 7% slower (an H200:
 benchmarks/timing_windows.py and RESULTS.md). Configs one parameter apart (a neighbour in
 the same family) time alike, so leaders are taken at least two parameters apart, and the
 re-timing can choose between families that the search could not tell apart.
