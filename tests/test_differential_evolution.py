@@ -1,50 +1,21 @@
 import contextlib
-import math
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import optuna
 import pytest
 from databases import server
 from optuna.distributions import (
     CategoricalDistribution,
-    FloatDistribution,
     IntDistribution,
 )
 from optuna.trial import TrialState
+from sampler_problems import ROOT, SPACE, run, sphere, workers
 
 from helion_optuna.samplers import DifferentialEvolutionSampler
 from helion_optuna.samplers.differential_evolution.encoding import Encoding
 from helion_optuna.samplers.differential_evolution.sampler import GENERATION, TARGET
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-ROOT = Path(__file__).resolve().parents[1]
-
-SPACE = {
-    "stepped": IntDistribution(3, 30, step=3),
-    "log_int": IntDistribution(1, 1024, log=True),
-    "grid": FloatDistribution(0.0, 1.0, step=0.25),
-    "log_float": FloatDistribution(1e-4, 1.0, log=True),
-    "plain": FloatDistribution(-2.0, 2.0),
-    "kind": CategoricalDistribution(["a", "b", "c"]),
-}
-
-
-def sphere(params) -> float:
-    return ((params["stepped"] - 21) ** 2 + math.log2(params["log_int"] / 64) ** 2
-            + (params["grid"] - 0.5) ** 2 + math.log10(params["log_float"] / 1e-2) ** 2
-            + params["plain"] ** 2 + (params["kind"] != "b"))
-
-
-def run(sampler, n, objective=sphere, study=None):
-    study = study or optuna.create_study(sampler=sampler)
-    for _ in range(n):
-        trial = study.ask(SPACE)
-        study.tell(trial, objective(trial.params))
-    return study
-
 
 def test_values_land_on_the_grid_and_are_evolved_not_sampled_independently(monkeypatch):
     sampler = DifferentialEvolutionSampler(population_size=8, seed=1)
@@ -179,12 +150,6 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def workers(url, counts):
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(n)], cwd=ROOT)
-             for n in counts]
-    assert [p.wait(timeout=300) for p in procs] == [0] * len(procs)
-
-
 def check_consistent(study, n):
     trials = study.trials
     assert len(trials) == n and all(t.state == TrialState.COMPLETE for t in trials)
@@ -202,8 +167,8 @@ def check_consistent(study, n):
 def test_resumed_in_a_new_process_continues_the_generations(tmp_path):
     url = f"sqlite:///{tmp_path / 'de.db'}"
     optuna.create_study(study_name="de", storage=url)
-    workers(url, [20])
-    workers(url, [20])
+    workers(WORKER, url, [20])
+    workers(WORKER, url, [20])
     study = optuna.load_study(study_name="de", storage=url)
     roles = [(t.system_attrs[GENERATION], t.system_attrs[TARGET]) for t in study.trials]
     assert roles == [divmod(i, 6) for i in range(40)]
@@ -224,7 +189,7 @@ def test_two_processes_evolve_one_population(url, tmp_path):
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name="de", storage=url)
     optuna.create_study(study_name="de", storage=url)
-    workers(url, [30, 30])
+    workers(WORKER, url, [30, 30])
     check_consistent(optuna.load_study(study_name="de", storage=url), 60)
     if url.startswith("postgresql"):
         optuna.delete_study(study_name="de", storage=url)

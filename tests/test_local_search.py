@@ -1,15 +1,12 @@
 import contextlib
-import math
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import optuna
 import pytest
 from databases import server
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
+from sampler_problems import ROOT, SPACE, run, sphere, workers
 
 import helion_optuna
 from helion_optuna.samplers import IteratedLocalSearchSampler
@@ -17,31 +14,6 @@ from helion_optuna.samplers.local_search.history import CLIMB
 from helion_optuna.tuning.tuner import DEFAULT_SAMPLER, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-ROOT = Path(__file__).resolve().parents[1]
-
-SPACE = {
-    "stepped": IntDistribution(3, 30, step=3),
-    "log_int": IntDistribution(1, 1024, log=True),
-    "grid": FloatDistribution(0.0, 1.0, step=0.25),
-    "log_float": FloatDistribution(1e-4, 1.0, log=True),
-    "plain": FloatDistribution(-2.0, 2.0),
-    "kind": CategoricalDistribution(["a", "b", "c"]),
-}
-
-
-def sphere(params) -> float:
-    return ((params["stepped"] - 21) ** 2 + math.log2(params["log_int"] / 64) ** 2
-            + (params["grid"] - 0.5) ** 2 + math.log10(params["log_float"] / 1e-2) ** 2
-            + params["plain"] ** 2 + (params["kind"] != "b"))
-
-
-def run(sampler, n, objective=sphere, study=None, space=SPACE):
-    study = study or optuna.create_study(sampler=sampler)
-    for _ in range(n):
-        trial = study.ask(space)
-        study.tell(trial, objective(trial.params))
-    return study
-
 
 def key(trial):
     return tuple(trial.params.values())
@@ -273,12 +245,6 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def workers(url, counts):
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(n)], cwd=ROOT)
-             for n in counts]
-    assert [p.wait(timeout=300) for p in procs] == [0] * len(procs)
-
-
 def next_params(url, name="ils"):
     """What a fresh sampler with seed 0 proposes next on the study."""
     study = optuna.load_study(study_name=name, storage=url,
@@ -291,8 +257,8 @@ def next_params(url, name="ils"):
 def test_resumed_in_a_new_process_continues_and_a_copy_continues_the_same(tmp_path):
     url = f"sqlite:///{tmp_path / 'ils.db'}"
     optuna.create_study(study_name="ils", storage=url)
-    workers(url, [25])
-    workers(url, [25])
+    workers(WORKER, url, [25])
+    workers(WORKER, url, [25])
     study = optuna.load_study(study_name="ils", storage=url)
     assert len({key(t) for t in study.trials}) == 50  # the second did not redo the first's
     labels = climbs(study)
@@ -313,7 +279,7 @@ def test_two_processes_climb_together(url, tmp_path):
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name="ils", storage=url)
     optuna.create_study(study_name="ils", storage=url)
-    workers(url, [30, 30])
+    workers(WORKER, url, [30, 30])
     study = optuna.load_study(study_name="ils", storage=url)
     trials = study.trials
     assert len(trials) == 60 and all(t.state == TrialState.COMPLETE for t in trials)
