@@ -21,8 +21,10 @@ the chosen config's value in the search against its final re-timing. One PNG per
 draws each row's best so far against wall-clock seconds, with the anchor.
 
 Each row starts with an empty Triton cache (unless --warm-cache), so that no row reuses the
-compiles of another. Every row goes to --out as one JSON line (appended), and every study to
-the SQLite database gpu_tune.db beside it, named "<run>/<kernel>/<effort>/<sampler>", for
+compiles of another, and without the prior (``prior=0``): the earlier rows' studies of the
+kernel are in the same storage, and their leaders would start the later rows' searches.
+Every row goes to --out as one JSON line (appended), and every study to the SQLite database
+gpu_tune.db beside it, named "<run>/<kernel>/<effort>/<sampler>", for
 optuna-dashboard or optuna.load_study. The table is printed last.
 
 Run: python benchmarks/gpu_tune.py                        (GPU, about 20 minutes)
@@ -181,7 +183,7 @@ def run_row(case: Case, effort: str, sampler: str, run: str, storage: str,
             result = ho.tune(case.launch, case.args, space=case.space,
                              reference=case.reference, effort=effort, sampler=sampler,
                              n_trials=n_trials, storage=storage, study_name=study_name,
-                             seed=seed, **case.tolerance)
+                             seed=seed, prior=0, **case.tolerance)
             wall = time.perf_counter() - start
         finally:
             if saved is None:
