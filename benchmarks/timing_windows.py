@@ -1,8 +1,9 @@
 """GPU benchmark: does a config's time depend on how long it is timed for?
 
-The tuner times each config in short rounds (task.py: a 2 ms screen, rounds of 10 ms, the
-leaders again in 25 ms rounds), with the GPU idle in between while configs compile, where
-``triton.testing.do_bench`` by default warms up for 25 ms and measures for 100 ms. Under
+The tuner's search times each config in short rounds (task.py: a 2 ms screen, then rounds
+of 10 ms), where ``triton.testing.do_bench`` by default warms up for 25 ms and measures for
+100 ms; the leaders were re-timed in 25 ms rounds until this benchmark moved them to
+do_bench's window (evaluator.RETIME_MS). Under
 sustained load a GPU's clocks drop, and not every kernel slows down alike. This times a few
 configs of examples/matmul.py (4096^3 bf16) and torch.matmul in each window, interleaved in
 alternating rounds, cold (after an idle second, as in a search) and hot (after a second of
@@ -32,11 +33,12 @@ import helion_optuna as ho  # noqa: E402
 COMMON = {"range_warp_specializes": [False], "range_flattens": [False], "num_stages": 3,
           "pid_type": "flat", "indexing": "pointer", "epilogue_subtile": False}
 CONFIGS = {
-    # the tuner's pick in this session's ils rows, and in DE's and TPE's (gpu_tune.py)
+    # the two tile families that gpu_tune.py's matmul rows chose between (RESULTS.md)
     "128x128x64 4w": {"block_sizes": [128, 128, 64], "l2_groupings": [16], "num_warps": 4},
     "128x256x64 8w": {"block_sizes": [128, 256, 64], "l2_groupings": [8], "num_warps": 8},
 }
-# (warmup ms, rep ms): the tuner's screen, search round, leaders' round; do_bench's default
+# (warmup ms, rep ms): the search's screen and round, the leaders' former round, and
+# do_bench's default (the leaders' round now)
 WINDOWS = [(1.0, 2.0), (2.5, 10.0), (6.25, 25.0), (25.0, 100.0)]
 
 
